@@ -1,0 +1,321 @@
+/*
+ * weft — a lock-free work-stealing task engine with futures, for C services.
+ *
+ * This header is the contract. Every function states its thread-safety, who owns what and
+ * for how long, every error it returns, and what happens-before what. Nothing here requires
+ * reading src/.
+ *
+ * Overview
+ * --------
+ *   weft_pool      a set of worker threads, one per CPU by default, each owning a
+ *                  work-stealing deque. Idle workers steal from each other, then park on a
+ *                  futex (no CPU used while idle).
+ *   weft_future    the handle `weft_submit` returns at once. It moves
+ *                  PENDING -> RUNNING -> FINISHED | FAILED, or PENDING -> CANCELLED, through
+ *                  atomic transitions of one state word. Waiting sleeps on that word.
+ *   weft_task      caller-owned storage for the fork-join fast path (`weft_spawn` /
+ *                  `weft_join`): no heap allocation, no reference counting.
+ *
+ * Errors
+ * ------
+ * Functions return 0 on success or a negative code. weft's own codes (WEFT_E*) live in a
+ * reserved block (-7000 .. -7099) so they never collide with negated errno values, which
+ * weft also returns (WEFT_EINVAL is -EINVAL, WEFT_ENOMEM is -ENOMEM). `weft_strerror`
+ * names any of them. A task fails with a code of its own choosing (see `weft_fail`); waiting
+ * on its future returns that code: the task's error is "re-raised" in the waiter.
+ *
+ * Memory ordering, in one sentence
+ * --------------------------------
+ * Everything a task did before it completed happens-before everything a thread does after
+ * it observed that completion (result/done/callback/join returning), and everything the
+ * submitter did before `weft_submit`/`weft_spawn` happens-before the task starts.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
+#define WEFT_VERSION_HEX                                                                           \
+    ((WEFT_VERSION_MAJOR << 16) | (WEFT_VERSION_MINOR << 8) | WEFT_VERSION_PATCH)
+
+/* The version of the library linked at run time, as WEFT_VERSION_HEX. */
+unsigned weft_version(void);
+
+/* ---------------------------------------------------------------------------------------
+ * Error codes
+ * ------------------------------------------------------------------------------------- */
+#define WEFT_EINVAL    (-EINVAL) /* a bad argument (NULL, out of range, wrong thread) */
+#define WEFT_ENOMEM    (-ENOMEM) /* an allocation failed; nothing was changed */
+#define WEFT_ETIMEDOUT (-7001)   /* the wait's timeout expired before the future was done */
+#define WEFT_ECANCELED (-7002)   /* the future was cancelled before its task started */
+#define WEFT_ESTATE    (-7003)   /* the future is not in a state that allows this */
+#define WEFT_ESHUTDOWN (-7004)   /* the pool is shut down: it accepts no new work */
+#define WEFT_EBROKEN   (-7005)   /* the pool is broken (a worker initializer failed) */
+#define WEFT_EFAILED   (-7006)   /* a task failed without giving a code (weft_fail(0,..)) */
+#define WEFT_ENOTWORKER (-7007)  /* the call must be made from inside a pool's task */
+
+/* A static, human-readable description of any code weft returns, including negated errno
+ * values and task codes (for which it falls back to strerror). Never NULL. Thread-safe. */
+const char *weft_strerror(int code);
+
+/* ---------------------------------------------------------------------------------------
+ * Types
+ * ------------------------------------------------------------------------------------- */
+typedef struct weft_pool weft_pool;
+typedef struct weft_future weft_future;
+
+/* A task: takes the argument given at submission, returns the value the future holds. To
+ * fail, call `weft_fail` (typically `return weft_fail(code, "...")`). */
+typedef void *(*weft_fn)(void *arg);
+
+/* A done-callback: runs exactly once, when the future becomes FINISHED, FAILED or CANCELLED
+ * (or at once, in the registering thread, if it already is). `f` is borrowed: it stays valid
+ * for the duration of the call; retain it to keep it longer. */
+typedef void (*weft_done_cb)(weft_future *f, void *arg);
+
+/* Future states, as returned by weft_future_state. */
+enum weft_state {
+    WEFT_PENDING = 0,   /* submitted, not started: cancel succeeds */
+    WEFT_RUNNING = 1,   /* a worker is running the task: cancel fails */
+    WEFT_FINISHED = 2,  /* done with a value */
+    WEFT_FAILED = 3,    /* done with an error code (and maybe a message) */
+    WEFT_CANCELLED = 4, /* done: cancelled before it started; the task never runs */
+};
+
+/* Timeouts are in nanoseconds, relative to the call. */
+#define WEFT_FOREVER ((int64_t)-1) /* wait without a timeout */
+
+/* ---------------------------------------------------------------------------------------
+ * Pool
+ * ------------------------------------------------------------------------------------- */
+
+/* How workers are pinned to CPUs (WEFT_PROC_BIND; names follow OMP_PROC_BIND). */
+enum weft_bind {
+    WEFT_BIND_DEFAULT = -1, /* use WEFT_PROC_BIND, else WEFT_BIND_NONE */
+    WEFT_BIND_NONE = 0,     /* "false": not pinned, the kernel places threads */
+    WEFT_BIND_COMPACT = 1,  /* "close": worker i on the i-th allowed CPU, siblings first */
+    WEFT_BIND_SCATTER = 2,  /* "spread": spread workers over cores and sockets first */
+};
+
+typedef struct weft_pool_options {
+    /* Number of workers; 0 = WEFT_NUM_THREADS, else the CPUs in the process's affinity mask
+     * capped by the cgroup CPU quota. At most 1024. */
+    unsigned num_threads;
+    /* enum weft_bind; WEFT_BIND_DEFAULT = from the environment. */
+    int bind;
+    /* How long an idle worker looks for work before parking on a futex, in nanoseconds;
+     * -1 = WEFT_SPIN, else 50 µs. 0 parks at once. */
+    int64_t spin_ns;
+    /* Initial capacity of each worker's deque (rounded up to a power of two, it grows on
+     * demand); 0 = WEFT_DEQUE_SIZE, else 1024. */
+    unsigned deque_size;
+    /* 1 = print a statistics table to stderr when the pool is destroyed; 0 = don't;
+     * -1 = WEFT_STATS. */
+    int stats;
+    /* Worker thread name prefix: threads are named "<prefix>_<N>" (truncated to the 15
+     * characters Linux keeps). NULL = "weft". Copied; need not outlive the call. */
+    const char *name;
+    /* Optional per-worker initializer, run on each worker thread before it takes any task.
+     * A nonzero return breaks the pool: every pending future fails with WEFT_EBROKEN, and so
+     * does every later submit. `worker` is the worker's index, 0 .. num_threads-1. */
+    int (*initializer)(void *arg, unsigned worker);
+    /* Optional per-worker finalizer, run on each worker thread as it exits (also when the
+     * initializer failed on another worker). */
+    void (*finalizer)(void *arg, unsigned worker);
+    void *init_arg;
+} weft_pool_options;
+
+/* Fills `opts` with "take it from the environment, else the default" for every field.
+ * Always call it before setting fields, so that fields added later keep their defaults. */
+void weft_pool_options_init(weft_pool_options *opts);
+
+/* Creates a pool and starts its workers. `opts` may be NULL (all defaults). The WEFT_*
+ * environment variables are read here, once; explicit options override them. A malformed
+ * variable is not ignored: it is reported on stderr with its name and accepted range, and
+ * creation fails with WEFT_EINVAL.
+ * Returns 0 and sets *out, WEFT_EINVAL (bad option or environment, NULL out), WEFT_ENOMEM,
+ * or a negated errno from thread creation (nothing is left behind on failure).
+ * Thread-safe: several pools may live in one process. */
+int weft_pool_create(const weft_pool_options *opts, weft_pool **out);
+
+/* Stops accepting work. After it returns, weft_submit/weft_spawn on this pool fail with
+ * WEFT_ESHUTDOWN. If `cancel_futures`, every future that has not started is cancelled
+ * (its callbacks run, its waiters wake); running tasks complete normally. If `wait`, returns
+ * once every queued and running task has finished (must not be called from one of the
+ * pool's own workers then: WEFT_EINVAL); if not, returns at once, even if a task never ends.
+ * Idempotent; may be called from any thread. Returns 0 or WEFT_EINVAL. */
+int weft_pool_shutdown(weft_pool *pool, bool wait, bool cancel_futures);
+
+/* Shuts the pool down with wait = true (queued work still runs), joins its workers and
+ * frees it. Futures obtained from it stay valid until released: their outcome is kept.
+ * Must not be called from one of the pool's workers (WEFT_EINVAL) nor twice. With
+ * WEFT_STATS=1 (or opts.stats) prints the statistics table first. Returns 0 or WEFT_EINVAL. */
+int weft_pool_destroy(weft_pool *pool);
+
+/* Number of worker threads. */
+unsigned weft_pool_size(const weft_pool *pool);
+
+/* The pool whose task the calling thread is running, and that worker's index; NULL / -1
+ * outside any pool's worker. */
+weft_pool *weft_current_pool(void);
+int weft_current_worker(void);
+
+/* Counters since the pool was created. Each is summed over workers by weft_pool_stats;
+ * weft_pool_worker_stats gives one worker's. Values are read without stopping the workers:
+ * each counter is exact, the set is not a single snapshot. */
+typedef struct weft_stats {
+    uint64_t tasks_run;      /* tasks (futures and spawned tasks) executed */
+    uint64_t spawns;         /* tasks pushed onto a worker's own deque */
+    uint64_t submits;        /* futures submitted from outside threads */
+    uint64_t steals;         /* tasks taken from another worker's deque */
+    uint64_t failed_steals;  /* steal attempts that found nothing or lost a race */
+    uint64_t inbox_takes;    /* batches taken from submission inboxes */
+    uint64_t parks;          /* times a worker went to sleep on the futex */
+    uint64_t wakes;          /* futex wake calls made for this pool's workers */
+    uint64_t inline_joins;   /* weft_join that ran its task itself (not stolen) */
+} weft_stats;
+
+/* Fills *out with the pool total. Returns 0 or WEFT_EINVAL. Thread-safe. */
+int weft_pool_stats(const weft_pool *pool, weft_stats *out);
+/* One worker's counters; WEFT_EINVAL if worker >= weft_pool_size(pool). */
+int weft_pool_worker_stats(const weft_pool *pool, unsigned worker, weft_stats *out);
+
+/* ---------------------------------------------------------------------------------------
+ * Futures
+ *
+ * Lifetime, the one rule: every weft_future pointer that weft hands you carries one
+ * reference, which you give back with weft_future_release. weft_future_retain adds one.
+ * The pool holds its own reference while the task is queued or running, so releasing a
+ * future early never harms the task; the task still runs unless it was cancelled.
+ * ------------------------------------------------------------------------------------- */
+
+/* Submits fn(arg) to the pool and returns at once with *out PENDING (the task may already
+ * be running by the time the caller looks). From one of the pool's workers the task goes
+ * onto that worker's deque (LIFO for it, stealable by the others); from any other thread it
+ * goes through a lock-free per-worker inbox and wakes a parked worker if one is parked.
+ * Returns 0, WEFT_EINVAL (NULL pool/fn/out), WEFT_ENOMEM, WEFT_ESHUTDOWN or WEFT_EBROKEN; on
+ * error *out is NULL and fn never runs. Thread-safe. */
+int weft_submit(weft_pool *pool, weft_fn fn, void *arg, weft_future **out);
+
+/* Waits until the future is done, for at most timeout_ns (WEFT_FOREVER: no limit; 0: do not
+ * wait). Returns
+ *   0               FINISHED; *value (if value is not NULL) is the task's return value
+ *   WEFT_ETIMEDOUT  not done within the timeout (the future is unchanged)
+ *   WEFT_ECANCELED  CANCELLED
+ *   the task's code FAILED (see weft_fail; weft_future_message gives the message)
+ *   WEFT_EINVAL     f is NULL
+ * Called from one of a pool's workers, the wait does not block the worker: it runs other
+ * tasks (its own first, then stolen ones) until the future is done, so recursive
+ * fork-join cannot deadlock whatever the number of workers. Elsewhere it spins briefly,
+ * then sleeps on a futex. Thread-safe; any number of threads may wait on one future. */
+int weft_future_result(weft_future *f, int64_t timeout_ns, void **value);
+
+/* The error code of a FAILED future (the task's code), WEFT_ECANCELED for a CANCELLED one,
+ * 0 otherwise. Never blocks. */
+int weft_future_error(const weft_future *f);
+
+/* The message the task gave weft_fail, or NULL. Owned by the future: valid until the last
+ * reference is released. Never blocks. */
+const char *weft_future_message(const weft_future *f);
+
+/* The state now (enum weft_state). Never blocks; acquire ordering, so a FINISHED or FAILED
+ * state read here makes the task's writes visible. */
+int weft_future_state(const weft_future *f);
+bool weft_future_done(const weft_future *f);      /* FINISHED, FAILED or CANCELLED */
+bool weft_future_running(const weft_future *f);   /* RUNNING */
+bool weft_future_cancelled(const weft_future *f); /* CANCELLED */
+
+/* Cancels the future if its task has not started. Returns 0 if it is now CANCELLED (also
+ * when it already was: idempotent) and WEFT_ESTATE if it is RUNNING, FINISHED or FAILED.
+ * On success the task never runs, waiters wake with WEFT_ECANCELED and callbacks run (in
+ * this thread). Thread-safe. */
+int weft_future_cancel(weft_future *f);
+
+/* Registers cb(f, arg) to run exactly once when f is done: in the completing thread, in
+ * registration order, or at once in this thread if f is already done. Callbacks run after
+ * the state is final and after waiters are released. A callback must not block for long;
+ * it may call any weft function, including on f. A callback cannot make another one be
+ * skipped (C has no exceptions to escape with). Returns 0, WEFT_EINVAL (NULL f or cb) or
+ * WEFT_ENOMEM (the callback is then not registered). Thread-safe, also concurrently with
+ * completion: each callback runs exactly once either way. */
+int weft_future_add_done_callback(weft_future *f, weft_done_cb cb, void *arg);
+
+/* Adds a reference. Thread-safe. */
+void weft_future_retain(weft_future *f);
+/* Gives one reference back; the last one frees the future (its message included). NULL is
+ * ignored. Thread-safe. */
+void weft_future_release(weft_future *f);
+
+/* Called from inside a task: records that the task fails with `code` and a printf-style
+ * message (fmt may be NULL), and returns NULL so that `return weft_fail(...)` reads well.
+ * The code is stored negated if positive (so weft_fail(errno, ...) works), and as
+ * WEFT_EFAILED if 0. The last call before the task returns wins; the task's return value is
+ * then discarded. Outside a task it does nothing but return NULL. */
+void *weft_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The future of the task the calling thread is running, or NULL (also inside a weft_spawn
+ * task, which has no future). Borrowed: valid while the task runs. */
+weft_future *weft_current_future(void);
+
+/* Promise side: a future with no task, completed by the caller (the executor side of a
+ * future, as in Python's Future.set_result). Starts PENDING with one reference. Use it to
+ * adapt other sources of completion (a callback API, an event loop) to weft's futures.
+ * Returns 0, WEFT_EINVAL or WEFT_ENOMEM. */
+int weft_future_create(weft_future **out);
+/* PENDING -> RUNNING. Returns 0, or WEFT_ECANCELED if it was cancelled (then do not run the
+ * work), or WEFT_ESTATE if it is not PENDING. */
+int weft_future_set_running(weft_future *f);
+/* PENDING|RUNNING -> FINISHED with `value`. Exactly one completion wins: returns 0, or
+ * WEFT_ESTATE if the future is already done (the first outcome stays). Wakes waiters, then
+ * runs the callbacks in the calling thread. */
+int weft_future_set_value(weft_future *f, void *value);
+/* PENDING|RUNNING -> FAILED with `code` (normalised as in weft_fail) and an optional
+ * message (copied; NULL for none). Returns 0, WEFT_ESTATE (already done; first outcome
+ * stays) or WEFT_ENOMEM (message copy failed; the future is failed without a message). */
+int weft_future_set_error(weft_future *f, int code, const char *message);
+
+/* ---------------------------------------------------------------------------------------
+ * Fork-join fast path
+ *
+ * A weft_task lives in the caller's storage (usually its stack frame): spawn and join
+ * allocate nothing and touch no reference count. Both must be called from inside a task
+ * running on a pool's worker (a weft_submit task, or a spawned one). Every spawned task must
+ * be joined, by the thread that spawned it, before its storage goes away; joining in the
+ * reverse order of spawning is fastest (the task is usually still on the worker's own deque
+ * and runs inline), any order is correct.
+ * ------------------------------------------------------------------------------------- */
+typedef struct weft_task {
+    void *opaque_[8]; /* private */
+} weft_task;
+
+/* Pushes fn(arg) onto the calling worker's deque, where idle workers may steal it.
+ * Returns 0, WEFT_ENOTWORKER (not on a pool's worker), WEFT_EINVAL (NULL t or fn),
+ * WEFT_ENOMEM (the deque could not grow: the task is not spawned; run it yourself),
+ * WEFT_ESHUTDOWN (the pool was shut down without waiting). */
+int weft_spawn(weft_task *t, weft_fn fn, void *arg);
+
+/* Waits for a spawned task and returns its value; while the task is running elsewhere, the
+ * worker runs other tasks. If the task failed (weft_fail), returns NULL and, when err is
+ * not NULL, sets *err to its code (0 on success). The task's message, if any, is dropped. */
+void *weft_join(weft_task *t, int *err);
+
+/* Convenience: submit fn(arg) and wait for it. Returns what weft_future_result returns. */
+int weft_run(weft_pool *pool, weft_fn fn, void *arg, void **value);
+
+/* Monotonic clock in nanoseconds (CLOCK_MONOTONIC), the clock all weft timeouts use. */
+int64_t weft_now_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_H */

@@ -1,0 +1,191 @@
+/*
+ * weft internals: the future's layout and state word, the pool and its workers, and the
+ * thread-local context. Not installed; nothing here is part of the contract.
+ */
+#ifndef WEFT_INTERNAL_H
+#define WEFT_INTERNAL_H
+
+#include "weft.h"
+#include "weft_deque.h"
+
+#include <ck_epoch.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define WEFT_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define WEFT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define WEFT_INTERNAL    __attribute__((visibility("hidden")))
+#define WEFT_API         __attribute__((visibility("default")))
+
+/* ---------------------------------------------------------------------------------------
+ * The state word (32 bits, also the futex word waiters sleep on)
+ *
+ *   bits 0..2  enum weft_state, plus ST_COMPLETING (5): a completer has claimed the future
+ *              and is writing its outcome; observers report it as RUNNING.
+ *   bit  3     ST_WAITERS: at least one thread sleeps (or is about to) in futex_wait on
+ *              this word; the completer then issues a futex wake. Without it, completion
+ *              makes no system call.
+ *   bit  4     ST_TASK: a caller-owned weft_task (spawn/join): no refcount, no callbacks.
+ *
+ * Transitions, each one atomic RMW on the word:
+ *   PENDING -> RUNNING             CAS by the worker that dequeued it (start)
+ *   PENDING -> CANCELLED           CAS by weft_future_cancel (final at once)
+ *   PENDING|RUNNING -> COMPLETING  CAS by weft_future_set_value/set_error (promises)
+ *   RUNNING|COMPLETING -> FINISHED|FAILED   exchange by the one thread that owns the
+ *                                  outcome (the runner, or the completer that claimed it)
+ *   any -> any|WAITERS             CAS by a waiter before it sleeps
+ * The outcome fields (value, err, msg) are written before the final exchange, which has
+ * release semantics; every reader of a final state loads it with acquire.
+ * ------------------------------------------------------------------------------------- */
+#define ST_MASK       7u
+#define ST_COMPLETING 5u
+#define ST_WAITERS    8u
+#define ST_TASK       16u
+
+static inline bool st_is_done(uint32_t s)
+{
+    uint32_t v = s & ST_MASK;
+    return v == WEFT_FINISHED || v == WEFT_FAILED || v == WEFT_CANCELLED;
+}
+
+struct weft_cb_node {
+    struct weft_cb_node *next;
+    weft_done_cb fn;
+    void *arg;
+};
+/* The callback list is closed (the future is done, callbacks were taken) when it holds
+ * this value; an adder that finds it runs its callback itself. */
+#define CB_CLOSED ((struct weft_cb_node *)(uintptr_t)1)
+
+/* One future, 64 bytes: one cache line, the size of jemalloc's 64-byte class. A weft_task
+ * has the same layout (spawned tasks share the worker's run and wait paths). */
+struct weft_future {
+    _Atomic uint32_t state;
+    _Atomic uint32_t refs; /* unused for ST_TASK */
+    int32_t err;           /* the task's error code, FAILED only */
+    _Atomic int32_t thief; /* spawned task: index of the worker that stole it, else -1 */
+    weft_fn fn;
+    void *arg;
+    union {
+        void *value;              /* FINISHED: the result */
+        struct weft_future *next; /* while queued in an inbox (before it runs) */
+    };
+    struct weft_pool *pool; /* NULL for promises (weft_future_create) */
+    _Atomic(struct weft_cb_node *) cbs;
+    char *msg; /* FAILED: the message (heap, owned), or NULL */
+};
+_Static_assert(sizeof(struct weft_future) == 64, "a future is one cache line");
+_Static_assert(sizeof(struct weft_future) <= sizeof(weft_task), "weft_task holds a task");
+
+/* ---------------------------------------------------------------------------------------
+ * Pool and workers
+ * ------------------------------------------------------------------------------------- */
+/* Counters written by their worker only (relaxed load + store: no RMW, no lock prefix),
+ * read by anyone. */
+typedef struct weft_counters {
+    _Atomic uint64_t tasks_run, spawns, submits, steals, failed_steals, inbox_takes, parks,
+        wakes, inline_joins;
+} weft_counters;
+
+static inline void ctr_inc(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+#define INBOX_CLOSED ((struct weft_future *)(uintptr_t)1)
+
+struct weft_worker {
+    weft_deque dq; /* cache-aligned inside */
+    /* Outside threads push futures here (Treiber stack, CAS on the head); any worker takes
+     * the whole list at once with a CAS to NULL. INBOX_CLOSED after shutdown. */
+    _Alignas(WEFT_CACHELINE) _Atomic(struct weft_future *) inbox;
+    _Alignas(WEFT_CACHELINE) ck_epoch_record_t rec;
+    struct weft_pool *pool;
+    unsigned index;
+    int cpu; /* pinned CPU, or -1 */
+    uint64_t rng;
+    pthread_t thread;
+    bool started;
+    weft_counters ctr;
+};
+
+enum pool_run_state { POOL_RUNNING = 0, POOL_SHUTDOWN = 1, POOL_BROKEN = 2 };
+
+struct weft_pool {
+    /* Read-mostly after creation. */
+    unsigned n;
+    struct weft_worker *workers; /* n entries, each cache-aligned */
+    int64_t spin_ns;
+    int bind;
+    int stats;
+    size_t deque_size;
+    char name[16];
+    int (*initializer)(void *, unsigned);
+    void (*finalizer)(void *, unsigned);
+    void *init_arg;
+    ck_epoch_t epoch;
+
+    /* Idle/parking, written on idle transitions only. */
+    _Alignas(WEFT_CACHELINE) _Atomic uint32_t sleep_seq; /* futex word of parked workers */
+    _Atomic uint32_t nsleeping;  /* workers parked or about to park */
+    _Atomic uint32_t nsearching; /* workers spinning in search of work */
+    _Atomic uint32_t waking;     /* a wake-up is in flight: don't issue another */
+
+    /* Life cycle. */
+    _Alignas(WEFT_CACHELINE) _Atomic int run_state; /* enum pool_run_state */
+    _Atomic bool cancel_pending;                   /* shutdown(cancel_futures) */
+    _Atomic(struct weft_future *) orphans;         /* inbox leftovers at shutdown */
+    _Atomic uint32_t init_done;                    /* workers past their initializer */
+    pthread_mutex_t life_lock;                     /* shutdown/join/destroy only */
+    bool joined;
+};
+
+/* Per-thread context. initial-exec: the library is linked, not dlopen()ed late, and the
+ * general-dynamic model would cost a __tls_get_addr call on every spawn. */
+struct weft_tls {
+    struct weft_worker *worker; /* NULL outside a pool's worker */
+    struct weft_future *current; /* the future or task being run */
+    int fail_code;               /* set by weft_fail during the current task */
+    char *fail_msg;
+    unsigned submit_rr; /* outside threads: round-robin inbox choice */
+};
+extern __thread struct weft_tls weft_tls_ __attribute__((tls_model("initial-exec")))
+WEFT_INTERNAL;
+
+/* ---------------------------------------------------------------------------------------
+ * Cross-file internal functions
+ * ------------------------------------------------------------------------------------- */
+/* future.c */
+WEFT_INTERNAL struct weft_future *weft_future_alloc_(void);
+WEFT_INTERNAL void weft_future_complete_(struct weft_future *f, void *value, int err, char *msg);
+WEFT_INTERNAL bool weft_future_try_cancel_(struct weft_future *f);
+WEFT_INTERNAL void weft_future_release_pool_ref_(struct weft_future *f);
+WEFT_INTERNAL int weft_future_code_(const struct weft_future *f, uint32_t s);
+WEFT_INTERNAL bool weft_state_wait_(_Atomic uint32_t *state, int64_t deadline, int64_t spin_ns);
+
+/* worker.c */
+WEFT_INTERNAL void *weft_worker_main_(void *arg);
+WEFT_INTERNAL void weft_run_task_(struct weft_worker *w, struct weft_future *f);
+WEFT_INTERNAL void weft_notify_(struct weft_pool *p, bool fenced);
+WEFT_INTERNAL void weft_wake_all_(struct weft_pool *p);
+/* pool.c: closes every inbox; their futures are settled with settle_code (cancelled or
+ * failed) or, with 0, handed to the workers on the orphan list. */
+WEFT_INTERNAL void weft_close_inboxes_(struct weft_pool *p, int settle_code);
+/* Runs other work until *state is done or the deadline (weft_now_ns clock, -1: none)
+ * passes. Returns true if done. `prefer` is a worker index to steal from first, or -1. */
+WEFT_INTERNAL bool weft_help_until_(struct weft_worker *w, _Atomic uint32_t *state,
+                                    int64_t deadline, _Atomic int32_t *prefer);
+
+/* env.c */
+WEFT_INTERNAL int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *out,
+                                        size_t *deque_size);
+WEFT_INTERNAL int weft_cpu_list_(int bind, unsigned n, int *cpus);
+
+/* error.c */
+WEFT_INTERNAL char *weft_vformat_(const char *fmt, va_list ap);
+
+#endif /* WEFT_INTERNAL_H */

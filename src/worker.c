@@ -1,0 +1,441 @@
+/*
+ * Workers: the run loop, finding work (own deque, inboxes, stealing), running a task,
+ * helping while waiting, and parking on the pool's futex when idle.
+ *
+ * Parking protocol (no lost wake-up)
+ * ----------------------------------
+ * A worker that found nothing during its spin phase parks:
+ *
+ *     seq = sleep_seq;  nsleeping++;  nsearching--;  FENCE;  look for work again;
+ *     if none: futex_wait(&sleep_seq, seq)
+ *
+ * A thread that makes work available from outside (weft_submit) does
+ *
+ *     push;  FENCE;  if (nsearching == 0 && nsleeping > 0) wake one
+ *
+ * The two FENCEs are seq_cst, so one precedes the other in their total order: either the
+ * parker's re-check sees the push, or the submitter sees the parker counted in nsleeping
+ * (and no searcher) and wakes it; the wake bumps sleep_seq first, so a parker that has not
+ * yet entered futex_wait returns from it at once. Pushes by a worker onto its own deque
+ * (spawn) skip the fence: a missed wake-up there costs parallelism, never work, because
+ * the owner always drains its own deque before it parks.
+ *
+ * `waking` keeps a burst of submissions from issuing one futex_wake each while the first
+ * woken worker is still on its way: a notifier that sees it set relies on that worker,
+ * which clears it, fences, and only then searches. A waker whose futex_wake woke nobody
+ * clears it itself and re-evaluates, so the flag never hides a parked worker.
+ */
+#include "alloc.h"
+#include "futex.h"
+#include "internal.h"
+
+#include <ck_backoff.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define HELP_SPINS       64
+#define HELP_SLICE_MIN   50000LL    /* ns: first blocking slice of a helping waiter */
+#define HELP_SLICE_MAX   10000000LL /* ns */
+#define STEAL_RETRIES    4
+#define BACKOFF_INITIAL  16
+
+static inline uint64_t next_rand(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Wake-ups
+ * ------------------------------------------------------------------------------------- */
+static void wake_one(struct weft_pool *p)
+{
+    for (;;) {
+        uint32_t z = 0;
+        if (!atomic_compare_exchange_strong_explicit(&p->waking, &z, 1, memory_order_seq_cst,
+                                                     memory_order_relaxed))
+            return; /* a wake is in flight; its worker will search */
+        /* Release: a parker that reads the new sequence (and so does not sleep) also sees
+         * the work that was pushed before. */
+        atomic_fetch_add_explicit(&p->sleep_seq, 1, memory_order_seq_cst);
+        if (weft_futex_wake(&p->sleep_seq, 1) > 0)
+            return; /* the woken worker clears `waking` */
+        /* Nobody was inside futex_wait: a parker may be between its count and its sleep
+         * (the bumped sequence makes its futex_wait return), or it found work. Clear the
+         * flag and look again, so that a parker that read the new sequence is not left
+         * asleep behind a flag nobody will clear. */
+        atomic_store_explicit(&p->waking, 0, memory_order_seq_cst);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (atomic_load_explicit(&p->nsearching, memory_order_relaxed) != 0 ||
+            atomic_load_explicit(&p->nsleeping, memory_order_relaxed) == 0)
+            return;
+    }
+}
+
+void weft_notify_(struct weft_pool *p, bool fenced)
+{
+    if (fenced) {
+        /* Seq_cst fence: the submitter's half of the parking protocol (see top). Orders the
+         * push before the loads of nsearching/nsleeping/waking. */
+        atomic_thread_fence(memory_order_seq_cst);
+    }
+    /* Relaxed loads: the fence (or, for spawns, nothing: see top) orders them. */
+    if (atomic_load_explicit(&p->nsearching, memory_order_relaxed) != 0 ||
+        atomic_load_explicit(&p->nsleeping, memory_order_relaxed) == 0 ||
+        atomic_load_explicit(&p->waking, memory_order_relaxed) != 0)
+        return;
+    wake_one(p);
+}
+
+void weft_wake_all_(struct weft_pool *p)
+{
+    atomic_fetch_add_explicit(&p->sleep_seq, 1, memory_order_seq_cst);
+    weft_futex_wake(&p->sleep_seq, INT_MAX);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Finding work
+ * ------------------------------------------------------------------------------------- */
+
+/* Takes a detached list (newest first): returns the oldest to run now and pushes the rest
+ * onto w's deque, newest first, so that w takes them oldest first and thieves take the
+ * newest. */
+static struct weft_future *distribute(struct weft_worker *w, struct weft_future *l)
+{
+    uint64_t n = 1;
+    while (l->next != NULL) {
+        struct weft_future *next = l->next;
+        if (weft_deque_push_inline(&w->dq, l) != 0)
+            weft_run_task_(w, l); /* deque cannot grow: run it now rather than lose it */
+        l = next;
+        n++;
+    }
+    ctr_inc(&w->ctr.inbox_takes);
+    atomic_store_explicit(&w->ctr.submits,
+                          atomic_load_explicit(&w->ctr.submits, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+    if (n > 1)
+        weft_notify_(w->pool, false); /* more work than one worker: call for help */
+    return l;
+}
+
+static struct weft_future *inbox_take(struct weft_worker *w, struct weft_worker *v)
+{
+    struct weft_future *h = atomic_load_explicit(&v->inbox, memory_order_relaxed);
+    while (h != NULL && h != INBOX_CLOSED) {
+        /* Acquire: pairs with the submitters' release CAS (see inbox_push): the futures in
+         * the list are fully initialised. CAS to NULL (not exchange): must never replace
+         * INBOX_CLOSED. */
+        if (atomic_compare_exchange_weak_explicit(&v->inbox, &h, NULL, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return distribute(w, h);
+    }
+    return NULL;
+}
+
+static struct weft_future *orphans_take(struct weft_worker *w)
+{
+    struct weft_pool *p = w->pool;
+    if (atomic_load_explicit(&p->orphans, memory_order_relaxed) == NULL)
+        return NULL;
+    /* Acquire: pairs with the release CAS in weft_close_inboxes_. */
+    struct weft_future *l = atomic_exchange_explicit(&p->orphans, NULL, memory_order_acquire);
+    return l != NULL ? distribute(w, l) : NULL;
+}
+
+static struct weft_future *steal_from(struct weft_worker *w, struct weft_worker *v)
+{
+    ck_backoff_t backoff = BACKOFF_INITIAL;
+    for (int i = 0; i < STEAL_RETRIES; i++) {
+        void *x;
+        switch (weft_deque_steal(&v->dq, &w->rec, &x)) {
+        case WEFT_STEAL_OK: {
+            struct weft_future *f = x;
+            ctr_inc(&w->ctr.steals);
+            /* Relaxed: a hint for the joiner's leapfrogging, nothing depends on it. */
+            atomic_store_explicit(&f->thief, (int32_t)w->index, memory_order_relaxed);
+            return f;
+        }
+        case WEFT_STEAL_EMPTY:
+            return NULL;
+        case WEFT_STEAL_ABORT:
+            /* Lost a race on `top`: back off (Concurrency Kit's exponential backoff) so
+             * that thieves hammering one victim do not keep invalidating its line. */
+            ck_backoff_eb(&backoff);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static struct weft_future *find_local(struct weft_worker *w)
+{
+    struct weft_future *f = weft_deque_take_inline(&w->dq);
+    return f != NULL ? f : inbox_take(w, w);
+}
+
+static struct weft_future *find_remote(struct weft_worker *w)
+{
+    struct weft_pool *p = w->pool;
+    unsigned n = p->n;
+    if (n > 1) {
+        unsigned start = (unsigned)(next_rand(&w->rng) % n);
+        for (unsigned k = 0; k < n; k++) {
+            struct weft_worker *v = &p->workers[(start + k) % n];
+            if (v == w)
+                continue;
+            struct weft_future *f = steal_from(w, v);
+            if (f == NULL)
+                f = inbox_take(w, v);
+            if (f != NULL)
+                return f;
+        }
+        ctr_inc(&w->ctr.failed_steals);
+    }
+    return orphans_take(w);
+}
+
+static struct weft_future *find_any(struct weft_worker *w)
+{
+    struct weft_future *f = find_local(w);
+    return f != NULL ? f : find_remote(w);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Running
+ * ------------------------------------------------------------------------------------- */
+void weft_run_task_(struct weft_worker *w, struct weft_future *f)
+{
+    struct weft_tls *tl = &weft_tls_;
+    /* Relaxed: ST_TASK is fixed at initialisation, published with the task. */
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    bool task = (s & ST_TASK) != 0;
+    if (!task) {
+        struct weft_pool *p = w->pool;
+        if (WEFT_UNLIKELY(atomic_load_explicit(&p->cancel_pending, memory_order_relaxed))) {
+            weft_future_try_cancel_(f);
+            weft_future_release_pool_ref_(f);
+            return;
+        }
+        if (WEFT_UNLIKELY(atomic_load_explicit(&p->run_state, memory_order_relaxed) ==
+                          POOL_BROKEN)) {
+            if (weft_future_set_running(f) == 0)
+                weft_future_complete_(f, NULL, WEFT_EBROKEN, NULL);
+            weft_future_release_pool_ref_(f);
+            return;
+        }
+        /* PENDING -> RUNNING. Acq_rel: acquire orders the task after a cancel decision we
+         * lost to; release lets running() observers see it. Fails only if cancelled. */
+        while ((s & ST_MASK) == WEFT_PENDING) {
+            if (atomic_compare_exchange_weak_explicit(&f->state, &s,
+                                                      (s & ~ST_MASK) | WEFT_RUNNING,
+                                                      memory_order_acq_rel,
+                                                      memory_order_relaxed))
+                break;
+        }
+        if ((s & ST_MASK) != WEFT_PENDING) {
+            weft_future_release_pool_ref_(f); /* cancelled while queued */
+            return;
+        }
+    }
+    struct weft_future *saved = tl->current;
+    int saved_code = tl->fail_code;
+    char *saved_msg = tl->fail_msg;
+    tl->current = f;
+    tl->fail_code = 0;
+    tl->fail_msg = NULL;
+
+    void *v = f->fn(f->arg);
+
+    int code = tl->fail_code;
+    char *msg = tl->fail_msg;
+    tl->current = saved;
+    tl->fail_code = saved_code;
+    tl->fail_msg = saved_msg;
+    ctr_inc(&w->ctr.tasks_run);
+    if (task) {
+        free(msg); /* weft_join reports the code only */
+        msg = NULL;
+    }
+    weft_future_complete_(f, v, code, msg);
+    if (!task)
+        weft_future_release_pool_ref_(f);
+}
+
+bool weft_help_until_(struct weft_worker *w, _Atomic uint32_t *state, int64_t deadline,
+                      _Atomic int32_t *prefer)
+{
+    unsigned idle = 0;
+    int64_t slice = HELP_SLICE_MIN;
+    for (;;) {
+        /* Acquire: pairs with publish()'s exchange. */
+        uint32_t s = atomic_load_explicit(state, memory_order_acquire);
+        if (st_is_done(s))
+            return true;
+        struct weft_future *f = weft_deque_take_inline(&w->dq);
+        if (f == NULL && prefer != NULL) {
+            /* Leapfrogging: the thief of the task we wait for is working on its subtasks;
+             * stealing from it helps that very task finish. */
+            int32_t t = atomic_load_explicit(prefer, memory_order_relaxed);
+            if (t >= 0 && (unsigned)t < w->pool->n && (unsigned)t != w->index)
+                f = steal_from(w, &w->pool->workers[t]);
+        }
+        if (f == NULL)
+            f = inbox_take(w, w);
+        if (f == NULL)
+            f = find_remote(w);
+        if (f != NULL) {
+            weft_run_task_(w, f);
+            idle = 0;
+            slice = HELP_SLICE_MIN;
+            continue;
+        }
+        if (deadline >= 0 && weft_now_ns() >= deadline)
+            return st_is_done(atomic_load_explicit(state, memory_order_acquire));
+        if (++idle < HELP_SPINS) {
+            weft_cpu_relax();
+            continue;
+        }
+        /* Nothing to do anywhere: sleep on the awaited word for a slice (the completer
+         * wakes us, see weft_state_wait_), then look for work again. */
+        if (!(s & ST_WAITERS)) {
+            if (!atomic_compare_exchange_weak_explicit(state, &s, s | ST_WAITERS,
+                                                       memory_order_relaxed,
+                                                       memory_order_relaxed))
+                continue;
+            s |= ST_WAITERS;
+        }
+        int64_t until = weft_now_ns() + slice;
+        if (deadline >= 0 && deadline < until)
+            until = deadline;
+        weft_futex_wait(state, s, until);
+        slice = slice * 2 > HELP_SLICE_MAX ? HELP_SLICE_MAX : slice * 2;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Idle: search, then park
+ * ------------------------------------------------------------------------------------- */
+static struct weft_future *found_while_searching(struct weft_pool *p, struct weft_future *f)
+{
+    /* The last searcher leaving with work wakes a parked worker (if any) to take over the
+     * search: a burst wakes workers one after another, as many as find work. */
+    if (atomic_fetch_sub_explicit(&p->nsearching, 1, memory_order_seq_cst) == 1)
+        weft_notify_(p, false);
+    return f;
+}
+
+/* Returns work, or NULL when the pool is shut down and nothing is left to find. */
+static struct weft_future *search(struct weft_worker *w)
+{
+    struct weft_pool *p = w->pool;
+    atomic_fetch_add_explicit(&p->nsearching, 1, memory_order_seq_cst);
+    for (;;) {
+        int64_t end = -1;
+        for (unsigned round = 1;; round++) {
+            struct weft_future *f = find_any(w);
+            if (f != NULL)
+                return found_while_searching(p, f);
+            /* Acquire: pairs with shutdown's seq_cst store, made after it closed the
+             * inboxes; the re-check below therefore sees whatever they held. */
+            if (atomic_load_explicit(&p->run_state, memory_order_acquire) != POOL_RUNNING) {
+                f = find_any(w);
+                if (f != NULL)
+                    return found_while_searching(p, f);
+                atomic_fetch_sub_explicit(&p->nsearching, 1, memory_order_seq_cst);
+                return NULL;
+            }
+            if (p->spin_ns <= 0)
+                break;
+            if (end < 0)
+                end = weft_now_ns() + p->spin_ns;
+            else if ((round & 7) == 0 && weft_now_ns() >= end)
+                break;
+            for (int i = 0; i < 32; i++)
+                weft_cpu_relax();
+        }
+
+        /* Park (see the protocol at the top of this file). */
+        uint32_t seq = atomic_load_explicit(&p->sleep_seq, memory_order_acquire);
+        atomic_fetch_add_explicit(&p->nsleeping, 1, memory_order_seq_cst);
+        atomic_fetch_sub_explicit(&p->nsearching, 1, memory_order_seq_cst);
+        /* Seq_cst fence: the parker's half of the protocol; orders the count above before
+         * the re-check below. */
+        atomic_thread_fence(memory_order_seq_cst);
+        struct weft_future *f = find_any(w);
+        if (f == NULL && atomic_load_explicit(&p->run_state, memory_order_acquire) != POOL_RUNNING) {
+            atomic_fetch_sub_explicit(&p->nsleeping, 1, memory_order_seq_cst);
+            f = find_any(w);
+            if (f == NULL)
+                return NULL;
+            return f;
+        }
+        if (f != NULL) {
+            atomic_fetch_sub_explicit(&p->nsleeping, 1, memory_order_seq_cst);
+            return f;
+        }
+        ctr_inc(&w->ctr.parks);
+        weft_futex_wait(&p->sleep_seq, seq, -1);
+        ctr_inc(&w->ctr.wakes);
+        atomic_fetch_add_explicit(&p->nsearching, 1, memory_order_seq_cst);
+        atomic_fetch_sub_explicit(&p->nsleeping, 1, memory_order_seq_cst);
+        /* Clear the in-flight flag only once counted as a searcher, then fence before
+         * searching: a notifier that still saw the flag set is covered by this search. */
+        atomic_store_explicit(&p->waking, 0, memory_order_seq_cst);
+        atomic_thread_fence(memory_order_seq_cst);
+    }
+}
+
+static void break_pool(struct weft_pool *p)
+{
+    atomic_store_explicit(&p->run_state, POOL_BROKEN, memory_order_seq_cst);
+    weft_close_inboxes_(p, WEFT_EBROKEN);
+    weft_wake_all_(p);
+}
+
+void *weft_worker_main_(void *arg)
+{
+    struct weft_worker *w = arg;
+    struct weft_pool *p = w->pool;
+    struct weft_tls *tl = &weft_tls_;
+    tl->worker = w;
+
+    char name[32]; /* Linux keeps 15 characters: cut the prefix, keep it readable */
+    snprintf(name, sizeof(name), "%s_%u", p->name, w->index);
+    name[15] = '\0';
+    pthread_setname_np(pthread_self(), name);
+
+    bool init_ok = true;
+    if (p->initializer != NULL && p->initializer(p->init_arg, w->index) != 0) {
+        init_ok = false;
+        break_pool(p);
+    }
+    /* Start barrier: no worker takes a task before every initializer has run, so that a
+     * failing one breaks the pool before any task starts. */
+    uint32_t d = atomic_fetch_add_explicit(&p->init_done, 1, memory_order_acq_rel) + 1;
+    if (d >= p->n) {
+        weft_futex_wake(&p->init_done, INT_MAX);
+    } else {
+        while ((d = atomic_load_explicit(&p->init_done, memory_order_acquire)) < p->n)
+            weft_futex_wait(&p->init_done, d, -1);
+    }
+
+    if (atomic_load_explicit(&p->run_state, memory_order_acquire) != POOL_BROKEN) {
+        for (;;) {
+            struct weft_future *f = find_local(w);
+            if (f == NULL)
+                f = search(w);
+            if (f == NULL)
+                break;
+            weft_run_task_(w, f);
+        }
+    }
+    if (init_ok && p->finalizer != NULL)
+        p->finalizer(p->init_arg, w->index);
+    tl->worker = NULL;
+    return NULL;
+}
