@@ -63,6 +63,7 @@ unsigned weft_version(void);
 #define WEFT_EBROKEN   (-7005)   /* the pool is broken (a worker initializer failed) */
 #define WEFT_EFAILED   (-7006)   /* a task failed without giving a code (weft_fail(0,..)) */
 #define WEFT_ENOTWORKER (-7007)  /* the call must be made from inside a pool's task */
+#define WEFT_EEND      (-7008)   /* an iterator has nothing more to yield */
 
 /* A static, human-readable description of any code weft returns, including negated errno
  * values and task codes (for which it falls back to strerror). Never NULL. Thread-safe. */
@@ -300,8 +301,9 @@ typedef struct weft_task {
 
 /* Pushes fn(arg) onto the calling worker's deque, where idle workers may steal it.
  * Returns 0, WEFT_ENOTWORKER (not on a pool's worker), WEFT_EINVAL (NULL t or fn),
- * WEFT_ENOMEM (the deque could not grow: the task is not spawned; run it yourself),
- * WEFT_ESHUTDOWN (the pool was shut down without waiting). */
+ * WEFT_ENOMEM (the deque could not grow: the task is not spawned; run it yourself).
+ * Spawning is allowed after weft_pool_shutdown: running work completes normally, and it
+ * may need its children. */
 int weft_spawn(weft_task *t, weft_fn fn, void *arg);
 
 /* Waits for a spawned task and returns its value; while the task is running elsewhere, the
@@ -311,6 +313,130 @@ void *weft_join(weft_task *t, int *err);
 
 /* Convenience: submit fn(arg) and wait for it. Returns what weft_future_result returns. */
 int weft_run(weft_pool *pool, weft_fn fn, void *arg, void **value);
+
+/* ---------------------------------------------------------------------------------------
+ * Collecting results (the counterparts of Python's concurrent.futures.wait, as_completed
+ * and Executor.map)
+ *
+ * None of these polls, and none costs a thread per future: a waiter registers one
+ * done-callback per future, which wakes it through one futex word.
+ * ------------------------------------------------------------------------------------- */
+enum weft_wait_mode {
+    WEFT_FIRST_COMPLETED = 0, /* any future done (finished, failed or cancelled) */
+    WEFT_FIRST_EXCEPTION = 1, /* any future FAILED; like ALL_COMPLETED if none fails */
+    WEFT_ALL_COMPLETED = 2,   /* every future done */
+};
+
+/* Waits until the condition `mode` holds over fs[0..n-1], for at most timeout_ns
+ * (WEFT_FOREVER: no limit; 0: just check). Returns at once when it already holds. A future
+ * listed twice counts once. On return, if `done` is not NULL, done[i] tells whether fs[i]
+ * was done at that moment (the "done" and "not done" sets), and *ndone (if not NULL) counts
+ * the distinct done futures.
+ * Returns 0 (the condition holds), WEFT_ETIMEDOUT (it did not within the timeout; done[]
+ * is still filled), WEFT_EINVAL (fs NULL, n == 0, a NULL entry, bad mode) or WEFT_ENOMEM.
+ * No reference is taken or given: the caller keeps fs alive for the call. From a worker it
+ * helps (runs other tasks) while waiting. Thread-safe. */
+int weft_wait(weft_future *const *fs, size_t n, int64_t timeout_ns, int mode, bool *done,
+              size_t *ndone);
+
+/* as_completed: yields each distinct future of fs once, in the order they complete; those
+ * already done when the iterator is created come first, in input order. The timeout counts
+ * from weft_as_completed_init (WEFT_FOREVER: none).
+ *
+ *   weft_as_completed *it;
+ *   weft_as_completed_init(fs, n, WEFT_FOREVER, &it);
+ *   weft_future *f;
+ *   while (weft_as_completed_next(it, &f) == 0) { ... weft_future_release(f); }
+ *   weft_as_completed_destroy(it);
+ *
+ * The iterator takes a reference on each future at init and hands it to the caller with
+ * the future it yields (release it), so it holds no reference to a yielded future. One
+ * thread uses an iterator at a time. */
+typedef struct weft_as_completed weft_as_completed;
+
+/* Returns 0, WEFT_EINVAL (fs NULL, n == 0, a NULL entry, NULL out) or WEFT_ENOMEM. */
+int weft_as_completed_init(weft_future *const *fs, size_t n, int64_t timeout_ns,
+                           weft_as_completed **out);
+/* Waits for the next completed future and returns 0 with *out set (a reference the caller
+ * now owns), WEFT_EEND when every future was yielded, or WEFT_ETIMEDOUT when the overall
+ * timeout expired first (weft_as_completed_pending then says how many are unfinished;
+ * calling next again returns futures that completed since, or WEFT_ETIMEDOUT at once). */
+int weft_as_completed_next(weft_as_completed *it, weft_future **out);
+/* How many distinct futures have not been yielded yet (*unfinished) out of how many
+ * (*total) — the "2 (of 4) futures unfinished" of a timeout. Either pointer may be NULL. */
+void weft_as_completed_pending(const weft_as_completed *it, size_t *unfinished, size_t *total);
+/* Releases the references of futures not yet yielded and frees the iterator. The futures
+ * keep running. NULL is ignored. */
+void weft_as_completed_destroy(weft_as_completed *it);
+
+typedef struct weft_map_options {
+    /* Inputs per task; 0 = automatic (about n / (8 * workers), at least 1, at most 4096).
+     * Batching tiny items in one task amortises the submission cost. */
+    size_t chunksize;
+    /* Most tasks in flight at once; 0 = no bound. Bounds memory for a huge input (Python's
+     * buffersize): a new chunk is submitted only as the oldest one is collected. */
+    size_t window;
+    /* Overall timeout from the call, WEFT_FOREVER (the default) for none. */
+    int64_t timeout_ns;
+} weft_map_options;
+
+/* Sets the defaults: chunksize 0 (automatic), window 0 (unbounded), no timeout. */
+void weft_map_options_init(weft_map_options *opts);
+
+/* Runs outputs[i] = fn(inputs[i]) for i in 0..n-1 on the pool, results in input order.
+ * Stops at the first failure in input order: returns the element's code (see weft_fail),
+ * sets *failed_index (if not NULL) to its index, cancels every chunk that has not started,
+ * and waits for the ones running before returning, so that nothing writes to outputs after
+ * the call. The same on timeout (WEFT_ETIMEDOUT; *failed_index = first unfinished index).
+ * outputs of elements that did not run are left untouched. opts may be NULL (defaults).
+ * Returns 0, a task's code, WEFT_ETIMEDOUT, WEFT_EINVAL (NULL pool/fn, n == 0, NULL inputs
+ * or outputs), WEFT_ENOMEM, WEFT_ESHUTDOWN or WEFT_EBROKEN. Callable from a pool's worker
+ * (it helps while waiting). */
+int weft_map(weft_pool *pool, weft_fn fn, void *const *inputs, size_t n, void **outputs,
+             const weft_map_options *opts, size_t *failed_index);
+
+/* ---------------------------------------------------------------------------------------
+ * Composition: continuations, combinators, timeouts (no thread blocks on any of them)
+ * ------------------------------------------------------------------------------------- */
+
+/* A continuation: receives the completed source future (borrowed; inspect it with
+ * weft_future_result(src, 0, &v), weft_future_error, ...) and returns the new future's
+ * value, or fails it with weft_fail. */
+typedef void *(*weft_then_fn)(weft_future *src, void *arg);
+
+/* Returns in *out a new future that completes with cont(src, arg) once src is done,
+ * whatever src's outcome. cont runs on `pool` (submitted when src completes), or inline in
+ * the thread that completes src (or in this thread, if src is already done) when pool is
+ * NULL — keep inline continuations short. Cancelling *out before cont starts cancels cont,
+ * not src. If the pool refuses the continuation (shut down, broken), *out fails with that
+ * code. Returns 0, WEFT_EINVAL (NULL src/cont/out) or WEFT_ENOMEM. */
+int weft_then(weft_future *src, weft_pool *pool, weft_then_fn cont, void *arg,
+              weft_future **out);
+
+/* A future that completes when every fs[i] is done: FINISHED (value NULL) if none failed,
+ * else FAILED with the code and message of the first failure, once all have finished; a
+ * cancelled input counts as a failure with WEFT_ECANCELED. Returns 0, WEFT_EINVAL (fs NULL,
+ * n == 0, NULL entry, NULL out) or WEFT_ENOMEM. The inputs need not outlive the call. */
+int weft_all(weft_future *const *fs, size_t n, weft_future **out);
+
+/* A future that completes when the first of fs[i] is done, whatever its outcome, with the
+ * value (void *)(uintptr_t)i: inspect fs[i] for its outcome. If several are already done
+ * when it is called, the lowest such index wins. Same returns as weft_all. */
+int weft_any(weft_future *const *fs, size_t n, weft_future **out);
+
+/* Puts a deadline on a future: if it is not done timeout_ns from now, a PENDING future is
+ * cancelled (its task never runs) and a RUNNING one is completed at once as FAILED with
+ * WEFT_ETIMEDOUT (the task runs on, and its outcome is discarded when it returns; weft
+ * cannot interrupt C code). A timer thread, started on first use, fires the deadlines; a
+ * future that completes first removes its timer. Returns 0, WEFT_EINVAL (NULL f, negative
+ * timeout), WEFT_ESTATE (f already done) or WEFT_ENOMEM. */
+int weft_future_set_timeout(weft_future *f, int64_t timeout_ns);
+
+/* Like weft_submit, but a task that has not started within start_timeout_ns is cancelled
+ * instead of being run late (waiters see WEFT_ECANCELED). Same returns as weft_submit,
+ * plus WEFT_EINVAL for a negative timeout. */
+int weft_submit_before(weft_pool *pool, weft_fn fn, void *arg, int64_t start_timeout_ns,
+                       weft_future **out);
 
 /* Monotonic clock in nanoseconds (CLOCK_MONOTONIC), the clock all weft timeouts use. */
 int64_t weft_now_ns(void);

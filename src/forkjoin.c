@@ -5,7 +5,7 @@
  * x86 beyond the compiler's). join = the deque's take; when the task is still there (the
  * common case: nobody was idle enough to steal it) it runs inline with no atomic operation
  * on the task at all: nobody else ever saw it. Only a stolen task is waited for, through its
- * state word, while this worker helps (weft_help_until_).
+ * state word, while this worker helps (weft_block_).
  */
 #include "internal.h"
 
@@ -68,8 +68,8 @@ WEFT_API void *weft_join(weft_task *t, int *err)
          * work that is ours to do anyway. */
         weft_run_task_(w, x);
     }
-    weft_help_until_(w, &f->state, -1, &f->thief);
-    /* Acquire (in help_until's last load) made value/err visible. */
+    weft_future_block_(f, -1, &f->thief);
+    /* Acquire: pairs with the thief's publish; value/err are visible. */
     uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
     int code = (s & ST_MASK) == WEFT_FAILED ? f->err : 0;
     if (err != NULL)

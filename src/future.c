@@ -149,23 +149,37 @@ WEFT_API int weft_future_add_done_callback(weft_future *f, weft_done_cb cb, void
  * ------------------------------------------------------------------------------------- */
 
 /* Publishes a final state. The caller owns the outcome (it moved the state to RUNNING or
- * COMPLETING, or it is the runner of a spawned task) and has written it. */
-static void publish(struct weft_future *f, uint32_t final)
+ * COMPLETING, or it runs a spawned task) and has written it. Returns false if a timer
+ * expired the future first (ST_TIMEDOUT): the caller's outcome is then discarded. */
+static bool publish(struct weft_future *f, uint32_t final)
 {
-    /* Relaxed: ST_TASK never changes after initialisation. */
-    uint32_t kind = atomic_load_explicit(&f->state, memory_order_relaxed) & ST_TASK;
-    /* Seq_cst exchange: release publishes value/err/msg (and everything the task wrote) to
-     * whoever acquires the final state; the old value tells whether someone sleeps on the
-     * word; seq_cst for the callback protocol above. Clears ST_WAITERS: all are woken. */
-    uint32_t old =
-        atomic_exchange_explicit(&f->state, final | kind, memory_order_seq_cst);
-    if (old & ST_WAITERS)
+    /* Relaxed: we only need the current bits to build the CAS; the CAS orders. */
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if (s & ST_TASK) {
+        /* A spawned task has a single runner and no timer: no competition. */
+        s = atomic_exchange_explicit(&f->state, final | ST_TASK, memory_order_seq_cst);
+    } else {
+        for (;;) {
+            uint32_t v = s & ST_MASK;
+            if (v != WEFT_RUNNING && v != ST_COMPLETING)
+                return false; /* expired by the timer thread */
+            /* Seq_cst CAS: release publishes value/err/msg (and everything the task wrote)
+             * to whoever acquires the final state; seq_cst for the callback protocol
+             * above. Clears ST_WAITERS: all waiters are woken below. */
+            if (atomic_compare_exchange_weak_explicit(&f->state, &s, final,
+                                                      memory_order_seq_cst,
+                                                      memory_order_relaxed))
+                break;
+        }
+    }
+    if (s & ST_WAITERS)
         weft_futex_wake(&f->state, INT_MAX);
     /* A spawned task's storage may be gone once its state is final (the joiner returns):
-     * touch nothing after the exchange but the futex address (a wake on a reused address
-     * is a spurious wake-up, which every futex waiter tolerates). */
-    if (!kind && atomic_load_explicit(&f->cbs, memory_order_seq_cst) != NULL)
+     * touch nothing after the CAS but the futex address (a wake on a reused address is a
+     * spurious wake-up, which every futex waiter tolerates). */
+    if (!(s & ST_TASK) && atomic_load_explicit(&f->cbs, memory_order_seq_cst) != NULL)
         drain_callbacks(f);
+    return true;
 }
 
 void weft_future_complete_(struct weft_future *f, void *value, int err, char *msg)
@@ -173,11 +187,33 @@ void weft_future_complete_(struct weft_future *f, void *value, int err, char *ms
     if (err != 0) {
         f->err = err;
         f->msg = msg;
-        publish(f, WEFT_FAILED);
+        if (!publish(f, WEFT_FAILED)) {
+            f->msg = NULL; /* never read: the state says TIMEDOUT */
+            free(msg);
+        }
     } else {
         free(msg);
         f->value = value;
         publish(f, WEFT_FINISHED);
+    }
+}
+
+void weft_future_expire_(struct weft_future *f, bool start_only)
+{
+    if (weft_future_try_cancel_(f) || start_only)
+        return;
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    while ((s & ST_MASK) == WEFT_RUNNING) {
+        /* Seq_cst, as in publish(). No outcome field is written: TIMEDOUT says it all, so
+         * the runner may still be writing its own fields (it will lose its CAS). */
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s, ST_TIMEDOUT,
+                                                  memory_order_seq_cst, memory_order_relaxed)) {
+            if (s & ST_WAITERS)
+                weft_futex_wake(&f->state, INT_MAX);
+            if (atomic_load_explicit(&f->cbs, memory_order_seq_cst) != NULL)
+                drain_callbacks(f);
+            return;
+        }
     }
 }
 
@@ -314,7 +350,7 @@ WEFT_API int weft_future_state(const weft_future *f)
     /* Acquire: pairs with publish()'s exchange, so a final state read here makes the
      * outcome (and the task's writes) visible. */
     uint32_t v = atomic_load_explicit(&f->state, memory_order_acquire) & ST_MASK;
-    return v == ST_COMPLETING ? WEFT_RUNNING : (int)v;
+    return v == ST_COMPLETING ? WEFT_RUNNING : v == ST_TIMEDOUT ? WEFT_FAILED : (int)v;
 }
 
 WEFT_API bool weft_future_done(const weft_future *f)
@@ -338,6 +374,7 @@ int weft_future_code_(const struct weft_future *f, uint32_t s)
     case WEFT_FINISHED: return 0;
     case WEFT_FAILED: return f->err;
     case WEFT_CANCELLED: return WEFT_ECANCELED;
+    case ST_TIMEDOUT: return WEFT_ETIMEDOUT;
     default: return 0;
     }
 }
@@ -357,45 +394,45 @@ WEFT_API const char *weft_future_message(const weft_future *f)
     return (s & ST_MASK) == WEFT_FAILED ? f->msg : NULL;
 }
 
-bool weft_state_wait_(_Atomic uint32_t *state, int64_t deadline, int64_t spin_ns)
+static bool state_ready(void *ctx)
 {
-    uint32_t s = atomic_load_explicit(state, memory_order_acquire);
-    if (st_is_done(s))
-        return true;
-    /* Spin first: a futex sleep + wake costs 10-25 µs on a VM, far more than most tasks. */
-    if (spin_ns > 0) {
-        int64_t start = weft_now_ns(), end = start + spin_ns;
-        if (deadline >= 0 && deadline < end)
-            end = deadline;
-        for (unsigned i = 1;; i++) {
-            weft_cpu_relax();
-            if (st_is_done(atomic_load_explicit(state, memory_order_acquire)))
-                return true;
-            if ((i & 31) == 0 && weft_now_ns() >= end)
-                break;
-        }
-    }
+    struct weft_future *f = ctx;
+    /* Acquire: pairs with publish()'s CAS; the outcome is visible once this is true. */
+    return st_is_done(atomic_load_explicit(&f->state, memory_order_acquire));
+}
+
+static bool state_arm(void *ctx, _Atomic uint32_t **word, uint32_t *expect)
+{
+    struct weft_future *f = ctx;
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
     for (;;) {
-        s = atomic_load_explicit(state, memory_order_acquire);
         if (st_is_done(s))
-            return true;
-        if (deadline >= 0 && weft_now_ns() >= deadline)
             return false;
-        if (!(s & ST_WAITERS)) {
-            /* Announce the sleeper. Relaxed suffices: the completer's exchange and this CAS
-             * are RMWs on the same word, so one precedes the other in its modification
-             * order: either the completer sees ST_WAITERS and wakes, or this CAS fails on
-             * the final state and the loop sees "done". */
-            if (!atomic_compare_exchange_weak_explicit(state, &s, s | ST_WAITERS,
-                                                       memory_order_relaxed,
-                                                       memory_order_relaxed))
-                continue;
+        if (s & ST_WAITERS)
+            break;
+        /* Announce the sleeper. Relaxed suffices: the completer's CAS and this CAS are RMWs
+         * on the same word, so one precedes the other in its modification order: either
+         * the completer sees ST_WAITERS and wakes, or this CAS fails on the final state
+         * and the loop sees "done". The kernel re-checks the word under its lock. */
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | ST_WAITERS,
+                                                  memory_order_acquire, memory_order_acquire)) {
             s |= ST_WAITERS;
+            break;
         }
-        /* The kernel re-checks *state == s under its lock: a completion between our load
-         * and the sleep makes the wait return at once (-EAGAIN). */
-        weft_futex_wait(state, s, deadline);
     }
+    *word = &f->state;
+    *expect = s;
+    return true;
+}
+
+bool weft_future_block_(struct weft_future *f, int64_t deadline, _Atomic int32_t *prefer)
+{
+    struct weft_waitable w = {state_ready, state_arm, NULL, f};
+    /* A spawned task's `pool` field is not set (only workers wait on tasks, and they do
+     * not spin: they help). */
+    bool task = atomic_load_explicit(&f->state, memory_order_relaxed) & ST_TASK;
+    int64_t spin = !task && f->pool != NULL ? f->pool->spin_ns : WEFT_WAITER_SPIN_NS;
+    return weft_block_(&w, deadline, spin, prefer);
 }
 
 WEFT_API int weft_future_result(weft_future *f, int64_t timeout_ns, void **value)
@@ -407,14 +444,7 @@ WEFT_API int weft_future_result(weft_future *f, int64_t timeout_ns, void **value
         if (timeout_ns == 0)
             return WEFT_ETIMEDOUT;
         int64_t deadline = timeout_ns < 0 ? -1 : weft_now_ns() + timeout_ns;
-        struct weft_worker *w = weft_tls_.worker;
-        bool done;
-        if (w != NULL)
-            done = weft_help_until_(w, &f->state, deadline, NULL);
-        else
-            done = weft_state_wait_(&f->state, deadline,
-                                    f->pool != NULL ? f->pool->spin_ns : WEFT_WAITER_SPIN_NS);
-        if (!done)
+        if (!weft_future_block_(f, deadline, NULL))
             return WEFT_ETIMEDOUT;
         s = atomic_load_explicit(&f->state, memory_order_acquire);
     }

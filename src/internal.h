@@ -23,8 +23,12 @@
 /* ---------------------------------------------------------------------------------------
  * The state word (32 bits, also the futex word waiters sleep on)
  *
- *   bits 0..2  enum weft_state, plus ST_COMPLETING (5): a completer has claimed the future
- *              and is writing its outcome; observers report it as RUNNING.
+ *   bits 0..2  enum weft_state, plus two internal values:
+ *              ST_COMPLETING (5): a completer has claimed the future and is writing its
+ *                outcome; observers report it as RUNNING;
+ *              ST_TIMEDOUT (6): final, FAILED with WEFT_ETIMEDOUT, set by a timer
+ *                (weft_future_set_timeout); no outcome field is written for it, so it can
+ *                be set while the runner is still writing its own (which then loses).
  *   bit  3     ST_WAITERS: at least one thread sleeps (or is about to) in futex_wait on
  *              this word; the completer then issues a futex wake. Without it, completion
  *              makes no system call.
@@ -32,23 +36,25 @@
  *
  * Transitions, each one atomic RMW on the word:
  *   PENDING -> RUNNING             CAS by the worker that dequeued it (start)
- *   PENDING -> CANCELLED           CAS by weft_future_cancel (final at once)
+ *   PENDING -> CANCELLED           CAS by weft_future_cancel or a start deadline (final)
  *   PENDING|RUNNING -> COMPLETING  CAS by weft_future_set_value/set_error (promises)
- *   RUNNING|COMPLETING -> FINISHED|FAILED   exchange by the one thread that owns the
- *                                  outcome (the runner, or the completer that claimed it)
+ *   RUNNING|COMPLETING -> FINISHED|FAILED   CAS by the runner / the claimant, after it
+ *                                  wrote the outcome fields
+ *   RUNNING -> TIMEDOUT            CAS by the timer thread
  *   any -> any|WAITERS             CAS by a waiter before it sleeps
- * The outcome fields (value, err, msg) are written before the final exchange, which has
+ * The outcome fields (value, err, msg) are written before the final CAS, which has
  * release semantics; every reader of a final state loads it with acquire.
  * ------------------------------------------------------------------------------------- */
 #define ST_MASK       7u
 #define ST_COMPLETING 5u
+#define ST_TIMEDOUT   6u
 #define ST_WAITERS    8u
 #define ST_TASK       16u
 
 static inline bool st_is_done(uint32_t s)
 {
     uint32_t v = s & ST_MASK;
-    return v == WEFT_FINISHED || v == WEFT_FAILED || v == WEFT_CANCELLED;
+    return v == WEFT_FINISHED || v == WEFT_FAILED || v == WEFT_CANCELLED || v == ST_TIMEDOUT;
 }
 
 struct weft_cb_node {
@@ -165,7 +171,26 @@ WEFT_INTERNAL void weft_future_complete_(struct weft_future *f, void *value, int
 WEFT_INTERNAL bool weft_future_try_cancel_(struct weft_future *f);
 WEFT_INTERNAL void weft_future_release_pool_ref_(struct weft_future *f);
 WEFT_INTERNAL int weft_future_code_(const struct weft_future *f, uint32_t s);
-WEFT_INTERNAL bool weft_state_wait_(_Atomic uint32_t *state, int64_t deadline, int64_t spin_ns);
+
+/* A condition a thread can block on: ready() tests it; arm() prepares a futex sleep and
+ * returns false if the condition already holds (else sets the word and the value to sleep
+ * on); disarm() (may be NULL) undoes arm after the sleep. */
+struct weft_waitable {
+    bool (*ready)(void *ctx);
+    bool (*arm)(void *ctx, _Atomic uint32_t **word, uint32_t *expect);
+    void (*disarm)(void *ctx);
+    void *ctx;
+};
+/* Blocks until w->ready() or the deadline (weft_now_ns clock; -1: none). On a pool's
+ * worker it runs other tasks meanwhile (stealing first from `prefer`'s worker if given);
+ * elsewhere it spins for spin_ns, then sleeps on the futex. Returns ready(). */
+WEFT_INTERNAL bool weft_block_(const struct weft_waitable *w, int64_t deadline, int64_t spin_ns,
+                               _Atomic int32_t *prefer);
+/* Blocks until the future's state word is final. */
+WEFT_INTERNAL bool weft_future_block_(struct weft_future *f, int64_t deadline,
+                                      _Atomic int32_t *prefer);
+/* RUNNING -> TIMEDOUT, or PENDING -> CANCELLED (timer thread). */
+WEFT_INTERNAL void weft_future_expire_(struct weft_future *f, bool start_only);
 
 /* worker.c */
 WEFT_INTERNAL void *weft_worker_main_(void *arg);
@@ -175,10 +200,8 @@ WEFT_INTERNAL void weft_wake_all_(struct weft_pool *p);
 /* pool.c: closes every inbox; their futures are settled with settle_code (cancelled or
  * failed) or, with 0, handed to the workers on the orphan list. */
 WEFT_INTERNAL void weft_close_inboxes_(struct weft_pool *p, int settle_code);
-/* Runs other work until *state is done or the deadline (weft_now_ns clock, -1: none)
- * passes. Returns true if done. `prefer` is a worker index to steal from first, or -1. */
-WEFT_INTERNAL bool weft_help_until_(struct weft_worker *w, _Atomic uint32_t *state,
-                                    int64_t deadline, _Atomic int32_t *prefer);
+/* One round of looking for work for a worker that waits: returns a task or NULL. */
+WEFT_INTERNAL struct weft_future *weft_find_help_(struct weft_worker *w, _Atomic int32_t *prefer);
 
 /* env.c */
 WEFT_INTERNAL int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *out,

@@ -266,54 +266,78 @@ void weft_run_task_(struct weft_worker *w, struct weft_future *f)
         weft_future_release_pool_ref_(f);
 }
 
-bool weft_help_until_(struct weft_worker *w, _Atomic uint32_t *state, int64_t deadline,
-                      _Atomic int32_t *prefer)
+struct weft_future *weft_find_help_(struct weft_worker *w, _Atomic int32_t *prefer)
 {
+    struct weft_future *f = weft_deque_take_inline(&w->dq);
+    if (f == NULL && prefer != NULL) {
+        /* Leapfrogging: the thief of the task we wait for is working on its subtasks;
+         * stealing from it helps that very task finish. */
+        int32_t t = atomic_load_explicit(prefer, memory_order_relaxed);
+        if (t >= 0 && (unsigned)t < w->pool->n && (unsigned)t != w->index)
+            f = steal_from(w, &w->pool->workers[t]);
+    }
+    if (f == NULL)
+        f = inbox_take(w, w);
+    if (f == NULL)
+        f = find_remote(w);
+    return f;
+}
+
+bool weft_block_(const struct weft_waitable *c, int64_t deadline, int64_t spin_ns,
+                 _Atomic int32_t *prefer)
+{
+    if (c->ready(c->ctx))
+        return true;
+    struct weft_worker *w = weft_tls_.worker;
     unsigned idle = 0;
-    int64_t slice = HELP_SLICE_MIN;
+    int64_t slice = HELP_SLICE_MIN, spin_end = -1;
     for (;;) {
-        /* Acquire: pairs with publish()'s exchange. */
-        uint32_t s = atomic_load_explicit(state, memory_order_acquire);
-        if (st_is_done(s))
+        if (c->ready(c->ctx))
             return true;
-        struct weft_future *f = weft_deque_take_inline(&w->dq);
-        if (f == NULL && prefer != NULL) {
-            /* Leapfrogging: the thief of the task we wait for is working on its subtasks;
-             * stealing from it helps that very task finish. */
-            int32_t t = atomic_load_explicit(prefer, memory_order_relaxed);
-            if (t >= 0 && (unsigned)t < w->pool->n && (unsigned)t != w->index)
-                f = steal_from(w, &w->pool->workers[t]);
+        if (w != NULL) {
+            /* A worker never just blocks: it runs other tasks (so recursive fork-join and
+             * nested futures cannot deadlock, whatever the number of workers). */
+            struct weft_future *f = weft_find_help_(w, prefer);
+            if (f != NULL) {
+                weft_run_task_(w, f);
+                idle = 0;
+                slice = HELP_SLICE_MIN;
+                continue;
+            }
         }
-        if (f == NULL)
-            f = inbox_take(w, w);
-        if (f == NULL)
-            f = find_remote(w);
-        if (f != NULL) {
-            weft_run_task_(w, f);
-            idle = 0;
-            slice = HELP_SLICE_MIN;
-            continue;
-        }
-        if (deadline >= 0 && weft_now_ns() >= deadline)
-            return st_is_done(atomic_load_explicit(state, memory_order_acquire));
-        if (++idle < HELP_SPINS) {
+        idle++;
+        if (w != NULL ? idle < HELP_SPINS : (idle & 31) != 0) {
             weft_cpu_relax();
             continue;
         }
-        /* Nothing to do anywhere: sleep on the awaited word for a slice (the completer
-         * wakes us, see weft_state_wait_), then look for work again. */
-        if (!(s & ST_WAITERS)) {
-            if (!atomic_compare_exchange_weak_explicit(state, &s, s | ST_WAITERS,
-                                                       memory_order_relaxed,
-                                                       memory_order_relaxed))
+        int64_t now = weft_now_ns();
+        if (deadline >= 0 && now >= deadline)
+            return c->ready(c->ctx);
+        if (w == NULL) {
+            /* Outside thread: spin first; a futex sleep + wake costs 10-25 µs on a VM. */
+            if (spin_end < 0)
+                spin_end = now + spin_ns;
+            if (now < spin_end) {
+                weft_cpu_relax();
                 continue;
-            s |= ST_WAITERS;
+            }
         }
-        int64_t until = weft_now_ns() + slice;
-        if (deadline >= 0 && deadline < until)
-            until = deadline;
-        weft_futex_wait(state, s, until);
-        slice = slice * 2 > HELP_SLICE_MAX ? HELP_SLICE_MAX : slice * 2;
+        _Atomic uint32_t *word;
+        uint32_t expect;
+        if (!c->arm(c->ctx, &word, &expect))
+            return true;
+        int64_t until = deadline;
+        if (w != NULL) {
+            /* A waiting worker sleeps in slices, then looks for work again: new tasks may
+             * have arrived that it should run. */
+            until = now + slice;
+            if (deadline >= 0 && deadline < until)
+                until = deadline;
+            slice = slice * 2 > HELP_SLICE_MAX ? HELP_SLICE_MAX : slice * 2;
+        }
+        weft_futex_wait(word, expect, until);
+        if (c->disarm != NULL)
+            c->disarm(c->ctx);
     }
 }
 
