@@ -109,6 +109,13 @@ struct weft_worker {
     /* Outside threads push futures here (Treiber stack, CAS on the head); any worker takes
      * the whole list at once with a CAS to NULL. INBOX_CLOSED after shutdown. */
     _Alignas(WEFT_CACHELINE) _Atomic(struct weft_future *) inbox;
+    /* Set by a thief that found this worker's deque empty; the owner then moves its oldest
+     * private task to the deque (see forkjoin.c). A hint: relaxed both ways. */
+    _Alignas(WEFT_CACHELINE) _Atomic uint32_t steal_req;
+    /* The private spawn stack, owner-only: tasks spawned and not yet exposed, oldest at
+     * pbase. No other thread ever reads it. */
+    _Alignas(WEFT_CACHELINE) struct weft_future **pstack;
+    size_t pbase, ptop, pcap;
     _Alignas(WEFT_CACHELINE) ck_epoch_record_t rec;
     struct weft_pool *pool;
     unsigned index;
@@ -202,6 +209,19 @@ WEFT_INTERNAL void weft_wake_all_(struct weft_pool *p);
 WEFT_INTERNAL void weft_close_inboxes_(struct weft_pool *p, int settle_code);
 /* One round of looking for work for a worker that waits: returns a task or NULL. */
 WEFT_INTERNAL struct weft_future *weft_find_help_(struct weft_worker *w, _Atomic int32_t *prefer);
+
+/* After a push onto a worker's own deque: wakes a parked worker if nobody is searching.
+ * Inline: on the spawn path this is two relaxed loads of a read-mostly line. No fence (see
+ * the parking protocol in worker.c: a missed wake-up here costs parallelism, not work). */
+static inline void weft_notify_spawn_(struct weft_pool *p)
+{
+    if (WEFT_UNLIKELY(atomic_load_explicit(&p->nsleeping, memory_order_relaxed) != 0) &&
+        atomic_load_explicit(&p->nsearching, memory_order_relaxed) == 0)
+        weft_notify_(p, false);
+}
+
+/* forkjoin.c: moves the oldest private task to the public deque (a thief asked). */
+WEFT_INTERNAL void weft_expose_(struct weft_worker *w);
 
 /* env.c */
 WEFT_INTERNAL int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *out,

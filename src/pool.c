@@ -21,6 +21,7 @@ static void pool_free(struct weft_pool *p)
          * epoch (a barrier with no active section returns at once), then the live ones. */
         ck_epoch_barrier(&w->rec);
         weft_deque_destroy(&w->dq);
+        free(w->pstack);
     }
     pthread_mutex_destroy(&p->life_lock);
     free(p->workers);
@@ -199,7 +200,7 @@ WEFT_API int weft_submit(weft_pool *p, weft_fn fn, void *arg, weft_future **out)
             return WEFT_ENOMEM;
         }
         ctr_inc(&w->ctr.spawns);
-        weft_notify_(p, false);
+        weft_notify_spawn_(p);
     } else {
         /* From outside: round-robin over the workers' inboxes, per thread, so that
          * concurrent submitters rarely touch the same inbox. */

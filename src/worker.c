@@ -193,6 +193,10 @@ static struct weft_future *find_remote(struct weft_worker *w)
                 f = inbox_take(w, v);
             if (f != NULL)
                 return f;
+            /* Nothing public there: ask the owner to expose a private task (forkjoin.c).
+             * Load first, so that idle thieves do not keep writing the owner's line. */
+            if (atomic_load_explicit(&v->steal_req, memory_order_relaxed) == 0)
+                atomic_store_explicit(&v->steal_req, 1, memory_order_relaxed);
         }
         ctr_inc(&w->ctr.failed_steals);
     }
@@ -273,8 +277,12 @@ struct weft_future *weft_find_help_(struct weft_worker *w, _Atomic int32_t *pref
         /* Leapfrogging: the thief of the task we wait for is working on its subtasks;
          * stealing from it helps that very task finish. */
         int32_t t = atomic_load_explicit(prefer, memory_order_relaxed);
-        if (t >= 0 && (unsigned)t < w->pool->n && (unsigned)t != w->index)
-            f = steal_from(w, &w->pool->workers[t]);
+        if (t >= 0 && (unsigned)t < w->pool->n && (unsigned)t != w->index) {
+            struct weft_worker *v = &w->pool->workers[t];
+            f = steal_from(w, v);
+            if (f == NULL && atomic_load_explicit(&v->steal_req, memory_order_relaxed) == 0)
+                atomic_store_explicit(&v->steal_req, 1, memory_order_relaxed);
+        }
     }
     if (f == NULL)
         f = inbox_take(w, w);
