@@ -202,7 +202,7 @@ WEFT_INTERNAL void weft_future_expire_(struct weft_future *f, bool start_only);
 /* worker.c */
 WEFT_INTERNAL void *weft_worker_main_(void *arg);
 WEFT_INTERNAL void weft_run_task_(struct weft_worker *w, struct weft_future *f);
-WEFT_INTERNAL void weft_notify_(struct weft_pool *p, bool fenced);
+WEFT_INTERNAL void weft_notify_(struct weft_pool *p, bool after_sc_push);
 WEFT_INTERNAL void weft_wake_all_(struct weft_pool *p);
 /* pool.c: closes every inbox; their futures are settled with settle_code (cancelled or
  * failed) or, with 0, handed to the workers on the orphan list. */

@@ -11,11 +11,11 @@
  *
  * A thread that makes work available from outside (weft_submit) does
  *
- *     push;  FENCE;  if (nsearching == 0 && nsleeping > 0) wake one
+ *     push (seq_cst CAS);  if (nsearching == 0 && nsleeping > 0) wake one  (seq_cst loads)
  *
- * The two FENCEs are seq_cst, so one precedes the other in their total order: either the
- * parker's re-check sees the push, or the submitter sees the parker counted in nsleeping
- * (and no searcher) and wakes it; the wake bumps sleep_seq first, so a parker that has not
+ * The parker's FENCE and the submitter's seq_cst operations are all in the one total order
+ * S, so either the parker's re-check sees the push, or the submitter sees the parker
+ * counted in nsleeping (and no searcher) and wakes it (argued in detail in weft_notify_); the wake bumps sleep_seq first, so a parker that has not
  * yet entered futex_wait returns from it at once. Pushes by a worker onto its own deque
  * (spawn) skip the fence: a missed wake-up there costs parallelism, never work, because
  * the owner always drains its own deque before it parks.
@@ -76,18 +76,27 @@ static void wake_one(struct weft_pool *p)
     }
 }
 
-void weft_notify_(struct weft_pool *p, bool fenced)
+void weft_notify_(struct weft_pool *p, bool after_sc_push)
 {
-    if (fenced) {
-        /* Seq_cst fence: the submitter's half of the parking protocol (see top). Orders the
-         * push before the loads of nsearching/nsleeping/waking. */
-        atomic_thread_fence(memory_order_seq_cst);
+    if (after_sc_push) {
+        /* The submitter's half of the parking protocol (see top), without a fence: the
+         * push was a seq_cst CAS and these loads are seq_cst, so both are in the single
+         * total order S. If the push precedes the parker's fence in S, the parker's
+         * re-check (after its fence) sees it; otherwise the parker's increment of nsleeping
+         * (sequenced before its fence) precedes our load in S, and we see it. On x86 this
+         * saves the fence: the CAS is already a locked instruction, seq_cst loads are
+         * plain loads. */
+        if (atomic_load_explicit(&p->nsearching, memory_order_seq_cst) != 0 ||
+            atomic_load_explicit(&p->nsleeping, memory_order_seq_cst) == 0 ||
+            atomic_load_explicit(&p->waking, memory_order_seq_cst) != 0)
+            return;
+    } else {
+        /* After a push onto our own deque: a hint only (see top). */
+        if (atomic_load_explicit(&p->nsearching, memory_order_relaxed) != 0 ||
+            atomic_load_explicit(&p->nsleeping, memory_order_relaxed) == 0 ||
+            atomic_load_explicit(&p->waking, memory_order_relaxed) != 0)
+            return;
     }
-    /* Relaxed loads: the fence (or, for spawns, nothing: see top) orders them. */
-    if (atomic_load_explicit(&p->nsearching, memory_order_relaxed) != 0 ||
-        atomic_load_explicit(&p->nsleeping, memory_order_relaxed) == 0 ||
-        atomic_load_explicit(&p->waking, memory_order_relaxed) != 0)
-        return;
     wake_one(p);
 }
 
