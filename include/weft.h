@@ -115,7 +115,8 @@ typedef struct weft_pool_options {
     /* enum weft_bind; WEFT_BIND_DEFAULT = from the environment. */
     int bind;
     /* How long an idle worker looks for work before parking on a futex, in nanoseconds;
-     * -1 = WEFT_SPIN, else 50 µs. 0 parks at once. */
+     * -1 = WEFT_SPIN, else 50 µs. 0 parks at once. (Threads that wait outside any worker
+     * spin a fixed 20 µs before they sleep.) */
     int64_t spin_ns;
     /* Initial capacity of each worker's deque (rounded up to a power of two, it grows on
      * demand); 0 = WEFT_DEQUE_SIZE, else 1024. */
@@ -217,8 +218,9 @@ int weft_submit(weft_pool *pool, weft_fn fn, void *arg, weft_future **out);
  *   WEFT_EINVAL     f is NULL
  * Called from one of a pool's workers, the wait does not block the worker: it runs other
  * tasks (its own first, then stolen ones) until the future is done, so recursive
- * fork-join cannot deadlock whatever the number of workers. Elsewhere it spins briefly,
- * then sleeps on a futex. Thread-safe; any number of threads may wait on one future. */
+ * fork-join cannot deadlock whatever the number of workers. Elsewhere it spins for up to
+ * 20 µs, then sleeps on a futex. Thread-safe; any number of threads may wait on one future.
+ * A timeout too large to represent as a deadline means no limit. */
 int weft_future_result(weft_future *f, int64_t timeout_ns, void **value);
 
 /* The error code of a FAILED future (the task's code), WEFT_ECANCELED for a CANCELLED one,
@@ -299,9 +301,12 @@ typedef struct weft_task {
     void *opaque_[8]; /* private */
 } weft_task;
 
-/* Pushes fn(arg) onto the calling worker's deque, where idle workers may steal it.
+/* Records fn(arg) on the calling worker's private spawn stack (plain stores, no atomic
+ * instruction). It becomes stealable as soon as another worker is idle or asks for work:
+ * the worker then moves its oldest private task onto its deque, where it can be stolen. A
+ * task nobody took runs inline in weft_join, or while this worker waits in any weft wait.
  * Returns 0, WEFT_ENOTWORKER (not on a pool's worker), WEFT_EINVAL (NULL t or fn),
- * WEFT_ENOMEM (the deque could not grow: the task is not spawned; run it yourself).
+ * WEFT_ENOMEM (the private stack could not grow: the task is not spawned; run it yourself).
  * Spawning is allowed after weft_pool_shutdown: running work completes normally, and it
  * may need its children. */
 int weft_spawn(weft_task *t, weft_fn fn, void *arg);

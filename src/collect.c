@@ -126,10 +126,7 @@ static void collector_disarm(struct collector *c)
     atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
 }
 
-static int64_t spin_of(weft_future *f)
-{
-    return f->pool != NULL ? f->pool->spin_ns : 20000;
-}
+#define COLLECT_SPIN_NS 20000 /* as a future's outside waiter */
 
 /* Sorts pointers to find distinct futures: fills uniq[] (distinct, in first-seen order)
  * and returns their count. */
@@ -239,7 +236,7 @@ WEFT_API int weft_wait(weft_future *const *fs, size_t n, int64_t timeout_ns, int
         return rc;
     if (mode < WEFT_FIRST_COMPLETED || mode > WEFT_ALL_COMPLETED)
         return WEFT_EINVAL;
-    int64_t deadline = timeout_ns < 0 ? -1 : weft_now_ns() + timeout_ns;
+    int64_t deadline = weft_deadline_(timeout_ns);
     weft_future **uniq = malloc(n * sizeof(*uniq));
     if (uniq == NULL)
         return WEFT_ENOMEM;
@@ -281,7 +278,7 @@ WEFT_API int weft_wait(weft_future *const *fs, size_t n, int64_t timeout_ns, int
                 rc = collector_watch(c, i);
             if (rc == 0) {
                 struct weft_waitable wt = {wait_ready, wait_arm, wait_disarm, &w};
-                holds = weft_block_(&wt, deadline, spin_of(uniq[0]), NULL);
+                holds = weft_block_(&wt, deadline, COLLECT_SPIN_NS, NULL);
             }
             collector_unref(c);
             if (rc != 0) {
@@ -341,8 +338,8 @@ WEFT_API int weft_as_completed_init(weft_future *const *fs, size_t n, int64_t ti
         free(it);
         return WEFT_ENOMEM;
     }
-    it->deadline = timeout_ns < 0 ? -1 : weft_now_ns() + timeout_ns;
-    it->spin_ns = spin_of(uniq[0]);
+    it->deadline = weft_deadline_(timeout_ns);
+    it->spin_ns = COLLECT_SPIN_NS;
     struct collector *c = it->c;
     /* Already done: yielded first, in input order, without a callback. */
     for (size_t i = 0; i < m; i++) {
@@ -479,9 +476,9 @@ WEFT_API int weft_map(weft_pool *pool, weft_fn fn, void *const *inputs, size_t n
         chunk = n / (8 * (size_t)weft_pool_size(pool));
         chunk = chunk < 1 ? 1 : chunk > 4096 ? 4096 : chunk;
     }
-    size_t nchunks = (n + chunk - 1) / chunk;
+    size_t nchunks = n / chunk + (n % chunk != 0); /* no overflow for any chunksize */
     size_t window = o.window == 0 || o.window > nchunks ? nchunks : o.window;
-    int64_t deadline = o.timeout_ns < 0 ? -1 : weft_now_ns() + o.timeout_ns;
+    int64_t deadline = weft_deadline_(o.timeout_ns);
 
     struct map_chunk *cs = malloc(window * sizeof(*cs));
     weft_future **fs = malloc(window * sizeof(*fs));
@@ -498,7 +495,7 @@ WEFT_API int weft_map(weft_pool *pool, weft_fn fn, void *const *inputs, size_t n
         while (rc == 0 && submitted < nchunks && submitted - collected < window) {
             size_t k = submitted, s = k % window, off = k * chunk;
             cs[s] = (struct map_chunk){fn, inputs + off, outputs + off,
-                                       off + chunk > n ? n - off : chunk, 0};
+                                       n - off < chunk ? n - off : chunk, 0};
             rc = weft_submit(pool, map_chunk_run, &cs[s], &fs[s]);
             if (rc != 0) {
                 bad = off;

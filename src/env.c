@@ -26,14 +26,31 @@ static int env_error(const char *name, const char *value, const char *expected)
     return WEFT_EINVAL;
 }
 
+/* getenv, with surrounding white space removed (so "4 " and " 4" mean 4 for every
+ * variable). NULL if unset; a value too long for any valid setting comes back as "?". */
+static const char *env_value(const char *name, char *buf, size_t size)
+{
+    const char *v = getenv(name);
+    if (v == NULL)
+        return NULL;
+    while (isspace((unsigned char)*v))
+        v++;
+    size_t n = strlen(v);
+    while (n > 0 && isspace((unsigned char)v[n - 1]))
+        n--;
+    if (n >= size)
+        return "?";
+    memcpy(buf, v, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 /* Parses a whole decimal integer in [lo, hi]. */
 static bool parse_int(const char *s, long long lo, long long hi, long long *out)
 {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    while (*end != '\0' && isspace((unsigned char)*end))
-        end++;
     if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
         return false;
     *out = v;
@@ -139,12 +156,13 @@ int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *o, siz
     }
     *o = *in;
     const char *v;
+    char buf[64];
     long long x;
     int rc = 0;
 
     if (o->num_threads > MAX_THREADS)
         return WEFT_EINVAL;
-    if ((v = getenv("WEFT_NUM_THREADS")) != NULL) {
+    if ((v = env_value("WEFT_NUM_THREADS", buf, sizeof(buf))) != NULL) {
         if (!parse_int(v, 0, MAX_THREADS, &x))
             rc = env_error("WEFT_NUM_THREADS", v, "an integer in 0..1024 (0 = automatic)");
         else if (o->num_threads == 0)
@@ -155,7 +173,7 @@ int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *o, siz
 
     if (o->bind < WEFT_BIND_DEFAULT || o->bind > WEFT_BIND_SCATTER)
         return WEFT_EINVAL;
-    if ((v = getenv("WEFT_PROC_BIND")) != NULL) {
+    if ((v = env_value("WEFT_PROC_BIND", buf, sizeof(buf))) != NULL) {
         int b;
         if (!parse_bind(v, &b))
             rc = env_error("WEFT_PROC_BIND", v,
@@ -168,7 +186,7 @@ int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *o, siz
 
     if (o->spin_ns < -1 || o->spin_ns > MAX_SPIN_NS)
         return WEFT_EINVAL;
-    if ((v = getenv("WEFT_SPIN")) != NULL) {
+    if ((v = env_value("WEFT_SPIN", buf, sizeof(buf))) != NULL) {
         int64_t ns;
         if (!parse_duration_ns(v, &ns))
             rc = env_error("WEFT_SPIN", v,
@@ -182,7 +200,7 @@ int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *o, siz
 
     if (o->deque_size > MAX_DEQUE)
         return WEFT_EINVAL;
-    if ((v = getenv("WEFT_DEQUE_SIZE")) != NULL) {
+    if ((v = env_value("WEFT_DEQUE_SIZE", buf, sizeof(buf))) != NULL) {
         if (!parse_int(v, MIN_DEQUE, MAX_DEQUE, &x))
             rc = env_error("WEFT_DEQUE_SIZE", v, "an integer in 16..16777216 (elements)");
         else if (o->deque_size == 0)
@@ -194,7 +212,7 @@ int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *o, siz
 
     if (o->stats < -1 || o->stats > 1)
         return WEFT_EINVAL;
-    if ((v = getenv("WEFT_STATS")) != NULL) {
+    if ((v = env_value("WEFT_STATS", buf, sizeof(buf))) != NULL) {
         int b;
         if (!parse_bool(v, &b))
             rc = env_error("WEFT_STATS", v, "0 or 1 (also false/true, no/yes, off/on)");
@@ -205,7 +223,7 @@ int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *o, siz
         o->stats = 0;
 
     int display = 0;
-    if ((v = getenv("WEFT_DISPLAY_ENV")) != NULL && !parse_bool(v, &display))
+    if ((v = env_value("WEFT_DISPLAY_ENV", buf, sizeof(buf))) != NULL && !parse_bool(v, &display))
         rc = env_error("WEFT_DISPLAY_ENV", v, "0 or 1 (also false/true, no/yes, off/on)");
     if (rc != 0)
         return rc;

@@ -9,9 +9,10 @@
  *   public deque    the Chase-Lev deque thieves steal from.
  *
  * A thief that finds a worker's deque empty sets the worker's `steal_req` flag. The owner
- * reads that flag on every spawn (a plain load of a line that stays in its cache until a
- * thief writes it) and, when set, moves its OLDEST private task onto the deque, where the
- * thief takes it. Oldest first keeps the invariant that every task on the deque is older
+ * reads that flag, and whether any worker is idle, on every spawn (plain loads of lines
+ * that stay in its cache until they change) and, when so, moves its OLDEST private task
+ * onto the deque, where a thief takes it. A worker that waits (weft_block_) runs its own
+ * private tasks first, newest first. Oldest first keeps the invariant that every task on the deque is older
  * than every task on the private stack, so joins, which go newest first, find their task on
  * top of the private stack, else at the bottom of the deque (Chase-Lev take), else stolen.
  *
@@ -79,7 +80,14 @@ WEFT_API int weft_spawn(weft_task *t, weft_fn fn, void *arg)
         return WEFT_ENOMEM;
     w->pstack[w->ptop++] = f;
     ctr_inc(&w->ctr.spawns);
-    if (WEFT_UNLIKELY(atomic_load_explicit(&w->steal_req, memory_order_relaxed) != 0))
+    /* Expose the oldest private task when a thief asked, or when some worker is idle
+     * (searching or parked): then `spawn(a); long work; join(a)` runs `a` in parallel even
+     * though this worker spawns nothing more. In the steady state of a busy pool all three
+     * loads hit lines that stay in this core's cache. Relaxed: hints (see the top). */
+    struct weft_pool *p = w->pool;
+    if (WEFT_UNLIKELY(atomic_load_explicit(&w->steal_req, memory_order_relaxed) != 0 ||
+                      atomic_load_explicit(&p->nsearching, memory_order_relaxed) != 0 ||
+                      atomic_load_explicit(&p->nsleeping, memory_order_relaxed) != 0))
         weft_expose_(w);
     return 0;
 }
@@ -101,6 +109,7 @@ static void *run_inline(struct weft_worker *w, struct weft_future *f, int *err)
     tl->current = saved;
     tl->fail_code = saved_code;
     tl->fail_msg = saved_msg;
+    ctr_inc(&w->ctr.tasks_run);
     ctr_inc(&w->ctr.inline_joins);
     if (err != NULL)
         *err = code;

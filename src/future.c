@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Spin budget of a waiter that has no pool to take it from (promises). */
+/* Spin budget of a thread that waits outside any worker, before it sleeps on the futex. */
 #define WEFT_WAITER_SPIN_NS 20000
 
 __thread struct weft_tls weft_tls_ __attribute__((tls_model("initial-exec")));
@@ -127,20 +127,25 @@ WEFT_API int weft_future_add_done_callback(weft_future *f, weft_done_cb cb, void
         return WEFT_ENOMEM;
     n->fn = cb;
     n->arg = arg;
+    /* Keep f alive until we are done with it: once the node is pushed, the completer may
+     * run the callback, which may release the caller's (last) reference. */
+    weft_future_retain(f);
     for (;;) {
         if (head == CB_CLOSED) {
             weft_free(n, sizeof(*n));
             cb(f, arg);
-            return 0;
+            break;
         }
         n->next = head;
         /* Seq_cst: see the block comment above (and release: publishes the node). */
         if (atomic_compare_exchange_weak_explicit(&f->cbs, &head, n, memory_order_seq_cst,
-                                                  memory_order_acquire))
+                                                  memory_order_acquire)) {
+            if (st_is_done(atomic_load_explicit(&f->state, memory_order_seq_cst)))
+                drain_callbacks(f);
             break;
+        }
     }
-    if (st_is_done(atomic_load_explicit(&f->state, memory_order_seq_cst)))
-        drain_callbacks(f);
+    weft_future_release(f);
     return 0;
 }
 
@@ -428,11 +433,10 @@ static bool state_arm(void *ctx, _Atomic uint32_t **word, uint32_t *expect)
 bool weft_future_block_(struct weft_future *f, int64_t deadline, _Atomic int32_t *prefer)
 {
     struct weft_waitable w = {state_ready, state_arm, NULL, f};
-    /* A spawned task's `pool` field is not set (only workers wait on tasks, and they do
-     * not spin: they help). */
-    bool task = atomic_load_explicit(&f->state, memory_order_relaxed) & ST_TASK;
-    int64_t spin = !task && f->pool != NULL ? f->pool->spin_ns : WEFT_WAITER_SPIN_NS;
-    return weft_block_(&w, deadline, spin, prefer);
+    /* Outside waiters spin a fixed budget: reading the pool's setting here could race
+     * with the pool's destruction once the future completes. Workers do not spin: they
+     * help. */
+    return weft_block_(&w, deadline, WEFT_WAITER_SPIN_NS, prefer);
 }
 
 WEFT_API int weft_future_result(weft_future *f, int64_t timeout_ns, void **value)
@@ -443,7 +447,7 @@ WEFT_API int weft_future_result(weft_future *f, int64_t timeout_ns, void **value
     if (!st_is_done(s)) {
         if (timeout_ns == 0)
             return WEFT_ETIMEDOUT;
-        int64_t deadline = timeout_ns < 0 ? -1 : weft_now_ns() + timeout_ns;
+        int64_t deadline = weft_deadline_(timeout_ns);
         if (!weft_future_block_(f, deadline, NULL))
             return WEFT_ETIMEDOUT;
         s = atomic_load_explicit(&f->state, memory_order_acquire);

@@ -154,6 +154,7 @@ struct weft_pool {
     _Atomic(struct weft_future *) orphans;         /* inbox leftovers at shutdown */
     _Atomic uint32_t init_done;                    /* workers past their initializer */
     pthread_mutex_t life_lock;                     /* shutdown/join/destroy only */
+    ck_epoch_record_t ctl_rec; /* shutdown's own thief record, used under life_lock */
     bool joined;
 };
 
@@ -227,6 +228,16 @@ WEFT_INTERNAL void weft_expose_(struct weft_worker *w);
 WEFT_INTERNAL int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *out,
                                         size_t *deque_size);
 WEFT_INTERNAL int weft_cpu_list_(int bind, unsigned n, int *cpus);
+
+/* The absolute deadline timeout_ns from now on the weft_now_ns clock; -1 (none) for a
+ * negative timeout or one too large to represent (saturating: no signed overflow). */
+static inline int64_t weft_deadline_(int64_t timeout_ns)
+{
+    if (timeout_ns < 0)
+        return -1;
+    int64_t now = weft_now_ns();
+    return timeout_ns > INT64_MAX - now ? -1 : now + timeout_ns;
+}
 
 /* error.c */
 WEFT_INTERNAL char *weft_vformat_(const char *fmt, va_list ap);

@@ -6,6 +6,8 @@
 #include "futex.h"
 #include "internal.h"
 
+#include <ck_backoff.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -23,6 +25,7 @@ static void pool_free(struct weft_pool *p)
         weft_deque_destroy(&w->dq);
         free(w->pstack);
     }
+    ck_epoch_barrier(&p->ctl_rec);
     pthread_mutex_destroy(&p->life_lock);
     free(p->workers);
     free(p);
@@ -74,6 +77,7 @@ WEFT_API int weft_pool_create(const weft_pool_options *opts, weft_pool **out)
     p->finalizer = o.finalizer;
     p->init_arg = o.init_arg;
     ck_epoch_init(&p->epoch);
+    ck_epoch_register(&p->epoch, &p->ctl_rec, NULL);
     pthread_mutex_init(&p->life_lock, NULL);
     atomic_init(&p->run_state, POOL_RUNNING);
 
@@ -236,18 +240,32 @@ WEFT_API int weft_run(weft_pool *p, weft_fn fn, void *arg, void **value)
  * Shutdown
  * ------------------------------------------------------------------------------------- */
 
-/* Fails (broken) or cancels every future in a detached inbox list, dropping the pool's
- * reference of each. */
-static void settle_list(struct weft_future *l, int code)
+static void orphan_push(struct weft_pool *p, struct weft_future *f)
+{
+    struct weft_future *h = atomic_load_explicit(&p->orphans, memory_order_relaxed);
+    do {
+        f->next = h;
+        /* Release: publishes f to the worker that takes the orphans (acquire). */
+    } while (!atomic_compare_exchange_weak_explicit(&p->orphans, &h, f, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+/* Fails (broken) or cancels every future in a detached list, dropping the pool's reference
+ * of each. A spawned task is never cancelled (its parent joins it): it goes back to the
+ * orphan list, for the workers to run. */
+static void settle_list(struct weft_pool *p, struct weft_future *l, int code)
 {
     while (l != NULL) {
         struct weft_future *next = l->next;
-        if (code == WEFT_ECANCELED) {
-            weft_future_try_cancel_(l);
-        } else if (weft_future_set_running(l) == 0) {
-            weft_future_complete_(l, NULL, code, NULL);
+        if (atomic_load_explicit(&l->state, memory_order_relaxed) & ST_TASK) {
+            orphan_push(p, l);
+        } else {
+            if (code == WEFT_ECANCELED)
+                weft_future_try_cancel_(l);
+            else if (weft_future_set_running(l) == 0)
+                weft_future_complete_(l, NULL, code, NULL);
+            weft_future_release_pool_ref_(l);
         }
-        weft_future_release_pool_ref_(l);
         l = next;
     }
 }
@@ -263,7 +281,7 @@ void weft_close_inboxes_(struct weft_pool *p, int settle_code)
         if (l == NULL || l == INBOX_CLOSED)
             continue;
         if (settle_code != 0) {
-            settle_list(l, settle_code);
+            settle_list(p, l, settle_code);
             continue;
         }
         /* Hand the list to the workers: append it to the orphans stack. */
@@ -277,6 +295,32 @@ void weft_close_inboxes_(struct weft_pool *p, int settle_code)
         } while (!atomic_compare_exchange_weak_explicit(&p->orphans, &h, l, memory_order_release,
                                                         memory_order_relaxed));
     }
+}
+
+/* shutdown(cancel_futures): cancels the futures queued on the workers' deques right away,
+ * even those of a worker busy with a task that never ends. The calling thread steals them
+ * like any thief (with its own epoch record). A spawned task found there is not ours to
+ * cancel (its parent will join it): it goes to the orphan list for the workers to run. */
+static void cancel_deques(struct weft_pool *p)
+{
+    pthread_mutex_lock(&p->life_lock);
+    for (unsigned i = 0; i < p->n; i++) {
+        ck_backoff_t backoff = CK_BACKOFF_INITIALIZER;
+        for (;;) {
+            void *x;
+            enum weft_steal_result r = weft_deque_steal(&p->workers[i].dq, &p->ctl_rec, &x);
+            if (r == WEFT_STEAL_EMPTY)
+                break;
+            if (r == WEFT_STEAL_ABORT) {
+                ck_backoff_eb(&backoff);
+                continue;
+            }
+            struct weft_future *f = x;
+            f->next = NULL;
+            settle_list(p, f, WEFT_ECANCELED);
+        }
+    }
+    pthread_mutex_unlock(&p->life_lock);
 }
 
 WEFT_API int weft_pool_shutdown(weft_pool *p, bool wait, bool cancel_futures)
@@ -296,8 +340,10 @@ WEFT_API int weft_pool_shutdown(weft_pool *p, bool wait, bool cancel_futures)
     if (cancel_futures) {
         /* Orphans left by an earlier shutdown without cancel. */
         struct weft_future *l = atomic_exchange_explicit(&p->orphans, NULL, memory_order_acquire);
-        settle_list(l, WEFT_ECANCELED);
+        settle_list(p, l, WEFT_ECANCELED);
     }
+    if (cancel_futures)
+        cancel_deques(p);
     int expected = POOL_RUNNING;
     atomic_compare_exchange_strong_explicit(&p->run_state, &expected, POOL_SHUTDOWN,
                                             memory_order_seq_cst, memory_order_seq_cst);

@@ -157,7 +157,9 @@ static int add_timer(weft_future *f, int64_t timeout_ns, bool start_only)
     struct timer_entry *e = malloc(sizeof(*e));
     if (e == NULL)
         return WEFT_ENOMEM;
-    e->deadline = weft_now_ns() + timeout_ns;
+    e->deadline = weft_deadline_(timeout_ns);
+    if (e->deadline < 0)
+        e->deadline = INT64_MAX; /* beyond the clock's range: never fires */
     e->f = f;
     e->start_only = start_only;
     atomic_init(&e->refs, 2);

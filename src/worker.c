@@ -281,6 +281,15 @@ void weft_run_task_(struct weft_worker *w, struct weft_future *f)
 
 struct weft_future *weft_find_help_(struct weft_worker *w, _Atomic int32_t *prefer)
 {
+    /* Our own private tasks first, newest first: the task we wait for may depend on one
+     * (a child that completes a promise we wait on), and nobody else can run them until
+     * they are exposed. Their joins find them done. */
+    if (w->ptop > w->pbase) {
+        struct weft_future *x = w->pstack[--w->ptop];
+        if (w->ptop == w->pbase)
+            w->pbase = w->ptop = 0;
+        return x;
+    }
     struct weft_future *f = weft_deque_take_inline(&w->dq);
     if (f == NULL && prefer != NULL) {
         /* Leapfrogging: the thief of the task we wait for is working on its subtasks;
@@ -445,9 +454,10 @@ void *weft_worker_main_(void *arg)
     struct weft_tls *tl = &weft_tls_;
     tl->worker = w;
 
-    char name[32]; /* Linux keeps 15 characters: cut the prefix, keep it readable */
-    snprintf(name, sizeof(name), "%s_%u", p->name, w->index);
-    name[15] = '\0';
+    /* Linux keeps 15 characters: cut the prefix, never the "_N" that tells workers apart. */
+    char name[32], num[16];
+    int nlen = snprintf(num, sizeof(num), "_%u", w->index);
+    snprintf(name, sizeof(name), "%.*s%s", 15 - nlen, p->name, num);
     pthread_setname_np(pthread_self(), name);
 
     bool init_ok = true;
