@@ -3,11 +3,12 @@
 # Runs apt-get only for packages that are missing. Usage: scripts/setup.sh [--perf]
 #   (no flag)  build + tests: compiler, CMake, pkg-config, Concurrency Kit, jemalloc, cmocka
 #   --perf     also the perf suite's peers and tools: oneTBB, libuv, OpenMP (libgomp ships
-#              with gcc; LLVM's libomp), OpenSSL's libcrypto (UTS SHA-1), gnuplot, python3
+#              with gcc; LLVM's libomp, built with clang), OpenSSL's libcrypto (UTS SHA-1),
+#              gnuplot, python3
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libck-dev libjemalloc-dev libcmocka-dev)
 if [[ "${1:-}" == "--perf" ]]; then
-    pkgs+=(g++ libtbb-dev libuv1-dev libomp-dev libssl-dev gnuplot-nox python3)
+    pkgs+=(g++ clang libtbb-dev libuv1-dev libomp-dev libssl-dev gnuplot-nox python3)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
