@@ -18,6 +18,16 @@
 
 #include <weft.h>
 
+/* The same program, linked against a weft built with libc malloc instead of jemalloc,
+ * is "weft-libc" (perf/CMakeLists.txt): it measures what jemalloc buys on the paths that
+ * allocate a future per task. */
+#ifndef WEFT_BENCH_RUNTIME
+#define WEFT_BENCH_RUNTIME "weft"
+#endif
+#ifndef WEFT_BENCH_WORKLOADS
+#define WEFT_BENCH_WORKLOADS "fib nqueens uts fanout latency idle"
+#endif
+
 static weft_pool *pool;
 
 /* weft_spawn; any failure (even WEFT_ENOMEM, which the contract lets a caller absorb by
@@ -221,7 +231,7 @@ static void idle(const perf_args *a)
 
 int main(int argc, char **argv)
 {
-    perf_args a = perf_parse(argc, argv, "weft", "fib nqueens uts fanout latency idle");
+    perf_args a = perf_parse(argc, argv, WEFT_BENCH_RUNTIME, WEFT_BENCH_WORKLOADS);
     weft_pool_options o;
     weft_pool_options_init(&o);
     o.num_threads = (unsigned)a.threads;

@@ -38,6 +38,7 @@ import time
 # Runtimes, in table order: (name, executable). "seq" is the sequential baseline, not a peer.
 RUNTIMES = [
     ("weft", "bench_weft"),
+    ("weft-libc", "bench_weft_libc"),  # weft with libc malloc: what jemalloc buys
     ("tbb", "bench_tbb"),
     ("omp-gomp", "bench_omp_gomp"),
     ("omp-llvm", "bench_omp_llvm"),
@@ -259,7 +260,7 @@ def aggregate(records, row, runtime, threads):
 def build_tables(records, failures, rows, threads_list, runtimes, runs):
     """Returns (main, metric, rss) tables as lists of rows of strings (first: header).
     runs(row): the runs asked for, to mark cells that have fewer."""
-    peers = [r for r in runtimes if r not in ("weft", BASELINE)]
+    peers = [r for r in runtimes if not r.startswith("weft") and r != BASELINE]
     main = [["workload", "threads"] + runtimes + ["weft/best peer", "goal"]]
     metric = [["workload", "unit", "threads"] + runtimes]
     rss = [["workload", "threads"] + runtimes]

@@ -31,6 +31,7 @@
 
 #include <ck_backoff.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -340,11 +341,17 @@ bool weft_block_(const struct weft_waitable *c, int64_t deadline, int64_t spin_n
         if (deadline >= 0 && now >= deadline)
             return c->ready(c->ctx);
         if (w == NULL) {
-            /* Outside thread: spin first; a futex sleep + wake costs 10-25 µs on a VM. */
+            /* Outside thread: spin first; a futex sleep + wake costs 10-25 µs on a VM.
+             * Yield every 32 polls, so that a worker sharing this CPU can run the task. */
             if (spin_end < 0)
                 spin_end = now + spin_ns;
             if (now < spin_end) {
-                weft_cpu_relax();
+                /* The first quarter of the window polls without a system call (the common
+                 * case: a worker on another CPU completes within a few µs). */
+                if (spin_end - now < spin_ns - spin_ns / 4)
+                    sched_yield();
+                else
+                    weft_cpu_relax();
                 continue;
             }
         }
@@ -405,8 +412,16 @@ static struct weft_future *search(struct weft_worker *w)
                 end = weft_now_ns() + p->spin_ns;
             else if ((round & 7) == 0 && weft_now_ns() >= end)
                 break;
-            for (int i = 0; i < 32; i++)
-                weft_cpu_relax();
+            /* Yield the CPU between rounds: when threads outnumber cores (a submitter, or
+             * another pool, on this worker's CPU), a pure spin would hold the CPU that
+             * the thread about to give us work needs, for the whole spin window. The first
+             * rounds poll without a system call; sched_yield returns at once on an idle
+             * CPU. */
+            if (round > 16 && (round & 3) == 0)
+                sched_yield();
+            else
+                for (int i = 0; i < 32; i++)
+                    weft_cpu_relax();
         }
 
         /* Park (see the protocol at the top of this file). */
