@@ -10,8 +10,7 @@
 
 static struct weft_deque_array *array_new(int64_t capacity)
 {
-    struct weft_deque_array *a =
-        malloc(sizeof(*a) + (size_t)capacity * sizeof(_Atomic(void *)));
+    struct weft_deque_array *a = malloc(sizeof(*a) + (size_t)capacity * sizeof(_Atomic(void *)));
     if (a == NULL)
         return NULL;
     a->mask = capacity - 1;
@@ -69,10 +68,10 @@ int weft_deque_grow_(weft_deque *dq, int64_t t, int64_t b)
      * index t meanwhile from the old buffer; the copy then holds a stale element at t, but
      * top has moved past it and no one will read it again. */
     for (int64_t i = t; i < b; i++)
-        atomic_store_explicit(&a->slots[i & a->mask],
-                              atomic_load_explicit(&old->slots[i & old->mask],
-                                                   memory_order_relaxed),
-                              memory_order_relaxed);
+        atomic_store_explicit(
+            &a->slots[i & a->mask],
+            atomic_load_explicit(&old->slots[i & old->mask], memory_order_relaxed),
+            memory_order_relaxed);
     /* Release: pairs with the thieves' acquire load of `array`. A thief that reads the new
      * pointer sees the copied elements. A thief that still reads the old pointer finds the
      * same elements there: the old buffer stays intact until reclaimed. */
@@ -130,8 +129,7 @@ enum weft_steal_result weft_deque_steal(weft_deque *dq, ck_epoch_record_t *rec, 
     /* Seq_cst CAS: the single point that decides which of the thieves (and the owner, for
      * the last element) gets index t. Strong: a spurious failure would only cost a retry,
      * but it would be counted as a lost race. */
-    bool won = atomic_compare_exchange_strong_explicit(&dq->top, &t, t + 1,
-                                                       memory_order_seq_cst,
+    bool won = atomic_compare_exchange_strong_explicit(&dq->top, &t, t + 1, memory_order_seq_cst,
                                                        memory_order_relaxed);
     if (rec != NULL)
         ck_epoch_end(rec, NULL);

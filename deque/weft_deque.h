@@ -41,10 +41,10 @@
 #define WEFT_CACHELINE 64
 
 struct weft_deque_array {
-    ck_epoch_entry_t epoch_entry;   /* for ck_epoch_call */
-    struct weft_deque_array *next;  /* retired list when no epoch record is used */
-    int64_t mask;                   /* capacity - 1, capacity a power of two */
-    _Atomic(void *) slots[];        /* atomic (relaxed) so a racing thief's read is defined */
+    ck_epoch_entry_t epoch_entry;  /* for ck_epoch_call */
+    struct weft_deque_array *next; /* retired list when no epoch record is used */
+    int64_t mask;                  /* capacity - 1, capacity a power of two */
+    _Atomic(void *) slots[];       /* atomic (relaxed) so a racing thief's read is defined */
 };
 
 typedef struct weft_deque {
@@ -154,8 +154,7 @@ static inline void *weft_deque_take_inline(weft_deque *dq)
             /* The last element: thieves may be racing for it. Seq_cst CAS on top decides
              * one winner among O and all T; losing means a thief has it. Strong CAS: a
              * spurious failure would drop an element nobody took. */
-            if (!atomic_compare_exchange_strong_explicit(&dq->top, &t, t + 1,
-                                                         memory_order_seq_cst,
+            if (!atomic_compare_exchange_strong_explicit(&dq->top, &t, t + 1, memory_order_seq_cst,
                                                          memory_order_relaxed))
                 x = NULL;
             /* Either way the deque is now empty with top = b + 1: restore bottom. Relaxed:

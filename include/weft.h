@@ -54,16 +54,16 @@ unsigned weft_version(void);
 /* ---------------------------------------------------------------------------------------
  * Error codes
  * ------------------------------------------------------------------------------------- */
-#define WEFT_EINVAL    (-EINVAL) /* a bad argument (NULL, out of range, wrong thread) */
-#define WEFT_ENOMEM    (-ENOMEM) /* an allocation failed; nothing was changed */
-#define WEFT_ETIMEDOUT (-7001)   /* the wait's timeout expired before the future was done */
-#define WEFT_ECANCELED (-7002)   /* the future was cancelled before its task started */
-#define WEFT_ESTATE    (-7003)   /* the future is not in a state that allows this */
-#define WEFT_ESHUTDOWN (-7004)   /* the pool is shut down: it accepts no new work */
-#define WEFT_EBROKEN   (-7005)   /* the pool is broken (a worker initializer failed) */
-#define WEFT_EFAILED   (-7006)   /* a task failed without giving a code (weft_fail(0,..)) */
-#define WEFT_ENOTWORKER (-7007)  /* the call must be made from inside a pool's task */
-#define WEFT_EEND      (-7008)   /* an iterator has nothing more to yield */
+#define WEFT_EINVAL     (-EINVAL) /* a bad argument (NULL, out of range, wrong thread) */
+#define WEFT_ENOMEM     (-ENOMEM) /* an allocation failed; nothing was changed */
+#define WEFT_ETIMEDOUT  (-7001)   /* the wait's timeout expired before the future was done */
+#define WEFT_ECANCELED  (-7002)   /* the future was cancelled before its task started */
+#define WEFT_ESTATE     (-7003)   /* the future is not in a state that allows this */
+#define WEFT_ESHUTDOWN  (-7004)   /* the pool is shut down: it accepts no new work */
+#define WEFT_EBROKEN    (-7005)   /* the pool is broken (a worker initializer failed) */
+#define WEFT_EFAILED    (-7006)   /* a task failed without giving a code (weft_fail(0,..)) */
+#define WEFT_ENOTWORKER (-7007)   /* the call must be made from inside a pool's task */
+#define WEFT_EEND       (-7008)   /* an iterator has nothing more to yield */
 
 /* A static, human-readable description of any code weft returns, including negated errno
  * values and task codes (for which it falls back to strerror). Never NULL. Thread-safe. */
@@ -176,15 +176,15 @@ int weft_current_worker(void);
  * weft_pool_worker_stats gives one worker's. Values are read without stopping the workers:
  * each counter is exact, the set is not a single snapshot. */
 typedef struct weft_stats {
-    uint64_t tasks_run;      /* tasks (futures and spawned tasks) executed */
-    uint64_t spawns;         /* tasks pushed onto a worker's own deque */
-    uint64_t submits;        /* futures submitted from outside threads */
-    uint64_t steals;         /* tasks taken from another worker's deque */
-    uint64_t failed_steals;  /* steal attempts that found nothing or lost a race */
-    uint64_t inbox_takes;    /* batches taken from submission inboxes */
-    uint64_t parks;          /* times a worker went to sleep on the futex */
-    uint64_t wakes;          /* futex wake calls made for this pool's workers */
-    uint64_t inline_joins;   /* weft_join that ran its task itself (not stolen) */
+    uint64_t tasks_run;     /* tasks (futures and spawned tasks) executed */
+    uint64_t spawns;        /* tasks pushed onto a worker's own deque */
+    uint64_t submits;       /* futures submitted from outside threads */
+    uint64_t steals;        /* tasks taken from another worker's deque */
+    uint64_t failed_steals; /* steal attempts that found nothing or lost a race */
+    uint64_t inbox_takes;   /* batches taken from submission inboxes */
+    uint64_t parks;         /* times a worker went to sleep on the futex */
+    uint64_t wakes;         /* futex wake calls made for this pool's workers */
+    uint64_t inline_joins;  /* weft_join that ran its task itself (not stolen) */
 } weft_stats;
 
 /* Fills *out with the pool total. Returns 0 or WEFT_EINVAL. Thread-safe. */
@@ -415,8 +415,7 @@ typedef void *(*weft_then_fn)(weft_future *src, void *arg);
  * NULL — keep inline continuations short. Cancelling *out before cont starts cancels cont,
  * not src. If the pool refuses the continuation (shut down, broken), *out fails with that
  * code. Returns 0, WEFT_EINVAL (NULL src/cont/out) or WEFT_ENOMEM. */
-int weft_then(weft_future *src, weft_pool *pool, weft_then_fn cont, void *arg,
-              weft_future **out);
+int weft_then(weft_future *src, weft_pool *pool, weft_then_fn cont, void *arg, weft_future **out);
 
 /* A future that completes when every fs[i] is done: FINISHED (value NULL) if none failed,
  * else FAILED with the code and message of the first failure, once all have finished; a

@@ -13,7 +13,8 @@
 
 static long fib(long n)
 {
-    if (n < 2) return n;
+    if (n < 2)
+        return n;
     return fib(n - 1) + fib(n - 2);
 }
 
@@ -33,10 +34,12 @@ static double fib_once(const perf_args *a, void *ctx, double *metric)
 /* Counts solutions; *tasks += legal placements (what the parallel versions spawn). */
 static long nqueens(int n, int row, const char *board, long *tasks)
 {
-    if (row == n) return 1;
+    if (row == n)
+        return 1;
     long sum = 0;
     for (int col = 0; col < n; col++) {
-        if (!perf_nq_ok(board, row, col)) continue;
+        if (!perf_nq_ok(board, row, col))
+            continue;
         char b[NQ_MAX]; /* copied per placement, as the task versions do */
         memcpy(b, board, (size_t)row);
         b[row] = (char)col;
@@ -100,7 +103,8 @@ static void count(int maxn, int large)
     printf("\n");
     for (size_t i = 0; i < sizeof(uts_trees) / sizeof(uts_trees[0]); i++) {
         const uts_tree *t = &uts_trees[i];
-        if (t->nodes > 10000000 && !large) continue;
+        if (t->nodes > 10000000 && !large)
+            continue;
         uts_node root;
         uts_root(t, &root);
         printf("uts %-4s (%s): %ld nodes (published/expected: %ld)\n", t->name, t->args,

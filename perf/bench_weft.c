@@ -35,14 +35,16 @@ static weft_pool *pool;
 static void spawn(weft_task *t, weft_fn fn, void *arg)
 {
     int rc = weft_spawn(t, fn, arg);
-    if (rc != 0) perf_die("weft_spawn: %s", weft_strerror(rc));
+    if (rc != 0)
+        perf_die("weft_spawn: %s", weft_strerror(rc));
 }
 
 static intptr_t join(weft_task *t)
 {
     int err = 0;
     void *v = weft_join(t, &err);
-    if (err != 0) perf_die("weft_join: %s", weft_strerror(err));
+    if (err != 0)
+        perf_die("weft_join: %s", weft_strerror(err));
     return (intptr_t)v;
 }
 
@@ -50,7 +52,8 @@ static intptr_t run_root(weft_fn fn, void *arg)
 {
     void *v = NULL;
     int rc = weft_run(pool, fn, arg, &v);
-    if (rc != 0) perf_die("weft_run: %s", weft_strerror(rc));
+    if (rc != 0)
+        perf_die("weft_run: %s", weft_strerror(rc));
     return (intptr_t)v;
 }
 
@@ -60,7 +63,8 @@ static intptr_t run_root(weft_fn fn, void *arg)
 static void *fib_task(void *arg)
 {
     intptr_t n = (intptr_t)arg;
-    if (n < 2) return arg;
+    if (n < 2)
+        return arg;
     weft_task t;
     spawn(&t, fib_task, (void *)(n - 1));
     intptr_t b = (intptr_t)fib_task((void *)(n - 2));
@@ -90,12 +94,14 @@ typedef struct nq_arg {
 static void *nq_task(void *arg)
 {
     const nq_arg *p = arg;
-    if (p->row == p->n) return (void *)1;
+    if (p->row == p->n)
+        return (void *)1;
     weft_task t[NQ_MAX];
     nq_arg c[NQ_MAX];
     int k = 0;
     for (int col = 0; col < p->n; col++) {
-        if (!perf_nq_ok(p->board, p->row, col)) continue;
+        if (!perf_nq_ok(p->board, p->row, col))
+            continue;
         c[k].n = p->n;
         c[k].row = p->row + 1;
         memcpy(c[k].board, p->board, (size_t)p->row);
@@ -130,7 +136,8 @@ static void *uts_task(void *arg)
 {
     const uts_node *node = arg;
     int nc = uts_num_children(tree, node);
-    if (nc == 0) return (void *)1;
+    if (nc == 0)
+        return (void *)1;
     weft_task tbuf[UTS_STACK_KIDS];
     uts_node kbuf[UTS_STACK_KIDS];
     weft_task *t = tbuf;
@@ -178,14 +185,16 @@ static void *identity(void *arg)
 static void submit(weft_fn fn, void *arg, weft_future **f)
 {
     int rc = weft_submit(pool, fn, arg, f);
-    if (rc != 0) perf_die("weft_submit: %s", weft_strerror(rc));
+    if (rc != 0)
+        perf_die("weft_submit: %s", weft_strerror(rc));
 }
 
 static intptr_t result(weft_future *f)
 {
     void *v = NULL;
     int rc = weft_future_result(f, WEFT_FOREVER, &v);
-    if (rc != 0) perf_die("weft_future_result: %s", weft_strerror(rc));
+    if (rc != 0)
+        perf_die("weft_future_result: %s", weft_strerror(rc));
     weft_future_release(f);
     return (intptr_t)v;
 }
@@ -211,7 +220,8 @@ static void roundtrip(void *ctx, long i)
     (void)ctx;
     weft_future *f;
     submit(identity, (void *)(intptr_t)(i + 1), &f);
-    if (result(f) != (intptr_t)(i + 1)) perf_die("weft latency: task %ld: wrong result", i);
+    if (result(f) != (intptr_t)(i + 1))
+        perf_die("weft latency: task %ld: wrong result", i);
 }
 
 static void idle(const perf_args *a)
@@ -223,7 +233,8 @@ static void idle(const perf_args *a)
     for (int run = 1; run <= a->runs; run++) {
         double m;
         fanout_once(&w, f, &m); /* some work first, then nothing */
-        if (run_root(fib_task, (void *)20) != 6765) perf_die("weft idle: fib(20) wrong");
+        if (run_root(fib_task, (void *)20) != 6765)
+            perf_die("weft idle: fib(20) wrong");
         perf_idle_measure(a, run, window);
     }
     free(f);
@@ -236,7 +247,8 @@ int main(int argc, char **argv)
     weft_pool_options_init(&o);
     o.num_threads = (unsigned)a.threads;
     int rc = weft_pool_create(&o, &pool);
-    if (rc != 0) perf_die("weft_pool_create(%d threads): %s", a.threads, weft_strerror(rc));
+    if (rc != 0)
+        perf_die("weft_pool_create(%d threads): %s", a.threads, weft_strerror(rc));
 
     if (strcmp(a.workload, "fib") == 0) {
         perf_loop(&a, fib_once, NULL, "ns/spawn");
@@ -268,6 +280,7 @@ int main(int argc, char **argv)
             (unsigned long long)st.parks, (unsigned long long)st.wakes,
             (unsigned long long)st.inline_joins);
     rc = weft_pool_destroy(pool);
-    if (rc != 0) perf_die("weft_pool_destroy: %s", weft_strerror(rc));
+    if (rc != 0)
+        perf_die("weft_pool_destroy: %s", weft_strerror(rc));
     return 0;
 }

@@ -92,7 +92,8 @@ static inline void perf_die(const char *fmt, ...)
 static inline void *perf_xmalloc(size_t n)
 {
     void *p = malloc(n);
-    if (p == NULL) perf_die("out of memory (%zu bytes)", n);
+    if (p == NULL)
+        perf_die("out of memory (%zu bytes)", n);
     return p;
 }
 
@@ -173,7 +174,8 @@ static inline perf_args perf_warmup_args(const perf_args *a)
         static const char *const map[][2] = {
             {"T1", "T1S"}, {"T3", "T3S"}, {"T1L", "T1"}, {"T3L", "T3"}};
         for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-            if (strcmp(a->param, map[i][0]) == 0) w.param = map[i][1];
+            if (strcmp(a->param, map[i][0]) == 0)
+                w.param = map[i][1];
         return w;
     } else if ((strcmp(a->workload, "fanout") == 0 || strcmp(a->workload, "latency") == 0) &&
                a->n >= 1000) {
@@ -191,8 +193,10 @@ static inline perf_args perf_warmup_args(const perf_args *a)
 #define PERF_MIN_RUNS 3
 static inline int perf_more_runs(const perf_args *a, int done, double elapsed, double last)
 {
-    if (done >= a->runs) return 0;
-    if (done < PERF_MIN_RUNS) return 1;
+    if (done >= a->runs)
+        return 0;
+    if (done < PERF_MIN_RUNS)
+        return 1;
     const char *e = getenv("PERF_CELL_BUDGET_S");
     double budget = e != NULL ? strtod(e, NULL) : 0.0;
     return !(budget > 0 && elapsed + last > budget);
@@ -238,7 +242,8 @@ typedef void (*perf_roundtrip_fn)(void *ctx, long i);
 static inline void perf_latency_loop(const perf_args *a, perf_roundtrip_fn roundtrip, void *ctx)
 {
     size_t n = (size_t)a->n;
-    if (a->n < 1) perf_die("%s latency: bad count '%s'", a->runtime, a->param);
+    if (a->n < 1)
+        perf_die("%s latency: bad count '%s'", a->runtime, a->param);
     int64_t *lat = (int64_t *)perf_xmalloc(n * sizeof(*lat));
     perf_args w = perf_warmup_args(a);
     for (long i = 0; i < w.n; i++)
@@ -276,7 +281,8 @@ static inline void perf_idle_measure(const perf_args *a, int run, double seconds
 static inline double perf_idle_seconds(const perf_args *a)
 {
     double s = strtod(a->param, NULL);
-    if (!(s > 0 && s <= 3600)) perf_die("idle: bad window '%s' (seconds)", a->param);
+    if (!(s > 0 && s <= 3600))
+        perf_die("idle: bad window '%s' (seconds)", a->param);
     return s;
 }
 
@@ -305,7 +311,8 @@ static inline long perf_fib_spawns(long n)
 static inline void perf_fib_check(const char *runtime, long n, long got)
 {
     long want = perf_fib_expected(n);
-    if (got != want) perf_die("%s fib(%ld) = %ld, expected %ld", runtime, n, got, want);
+    if (got != want)
+        perf_die("%s fib(%ld) = %ld, expected %ld", runtime, n, got, want);
 }
 
 #define NQ_MAX 15
@@ -319,7 +326,8 @@ static const long perf_nq_tasks[NQ_MAX + 1] = {
 
 static inline void perf_nq_param(const char *runtime, long n)
 {
-    if (n < 1 || n > NQ_MAX) perf_die("%s nqueens: n must be 1..%d, not %ld", runtime, NQ_MAX, n);
+    if (n < 1 || n > NQ_MAX)
+        perf_die("%s nqueens: n must be 1..%d, not %ld", runtime, NQ_MAX, n);
 }
 
 static inline void perf_nq_check(const char *runtime, long n, long got)
@@ -334,7 +342,8 @@ static inline int perf_nq_ok(const char *b, int row, int col)
 {
     for (int i = 0; i < row; i++) {
         int d = b[i] - col;
-        if (d == 0 || d == row - i || -d == row - i) return 0;
+        if (d == 0 || d == row - i || -d == row - i)
+            return 0;
     }
     return 1;
 }
@@ -349,7 +358,8 @@ static inline void perf_fanout_check(const char *runtime, long n, long got)
 
 static inline void perf_count_check(const char *runtime, const char *what, long n, long got)
 {
-    if (got != n) perf_die("%s %s: %ld tasks ran, expected %ld", runtime, what, got, n);
+    if (got != n)
+        perf_die("%s %s: %ld tasks ran, expected %ld", runtime, what, got, n);
 }
 
 #endif /* WEFT_PERF_COMMON_H */

@@ -70,7 +70,8 @@ typedef struct uts_node {
 static inline const uts_tree *uts_find(const char *runtime, const char *name)
 {
     for (size_t i = 0; i < sizeof(uts_trees) / sizeof(uts_trees[0]); i++)
-        if (strcmp(uts_trees[i].name, name) == 0) return &uts_trees[i];
+        if (strcmp(uts_trees[i].name, name) == 0)
+            return &uts_trees[i];
     perf_die("%s uts: unknown tree '%s' (T1, T3, T1L, T3L, T1S, T3S)", runtime, name);
 }
 
@@ -120,7 +121,8 @@ static inline int uts_num_children(const uts_tree *t, const uts_node *n)
 {
     int nc;
     if (t->type == UTS_BIN) {
-        if (n->height == 0) return (int)floor(t->b0);
+        if (n->height == 0)
+            return (int)floor(t->b0);
         nc = uts_uniform(n) < t->q ? t->m : 0;
     } else {
         double b = n->height < t->gen_mx ? t->b0 : 0.0;

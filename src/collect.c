@@ -216,8 +216,8 @@ static void wait_disarm(void *ctx)
     collector_disarm(((struct wait_ctx *)ctx)->c);
 }
 
-static size_t fill_done(weft_future *const *fs, size_t n, bool *done,
-                        weft_future *const *uniq, size_t m)
+static size_t fill_done(weft_future *const *fs, size_t n, bool *done, weft_future *const *uniq,
+                        size_t m)
 {
     if (done != NULL)
         for (size_t i = 0; i < n; i++)
@@ -228,8 +228,8 @@ static size_t fill_done(weft_future *const *fs, size_t n, bool *done,
     return k;
 }
 
-WEFT_API int weft_wait(weft_future *const *fs, size_t n, int64_t timeout_ns, int mode,
-                       bool *done, size_t *ndone)
+WEFT_API int weft_wait(weft_future *const *fs, size_t n, int64_t timeout_ns, int mode, bool *done,
+                       size_t *ndone)
 {
     int rc = check_futures(fs, n);
     if (rc != 0)
@@ -462,8 +462,8 @@ WEFT_API void weft_map_options_init(weft_map_options *o)
     o->timeout_ns = WEFT_FOREVER;
 }
 
-WEFT_API int weft_map(weft_pool *pool, weft_fn fn, void *const *inputs, size_t n,
-                      void **outputs, const weft_map_options *opts, size_t *failed_index)
+WEFT_API int weft_map(weft_pool *pool, weft_fn fn, void *const *inputs, size_t n, void **outputs,
+                      const weft_map_options *opts, size_t *failed_index)
 {
     if (pool == NULL || fn == NULL || inputs == NULL || outputs == NULL || n == 0)
         return WEFT_EINVAL;

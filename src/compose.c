@@ -104,10 +104,10 @@ WEFT_API int weft_then(weft_future *src, weft_pool *pool, weft_then_fn cont, voi
  * all / any
  * ------------------------------------------------------------------------------------- */
 struct comb_ctx {
-    weft_future *out;           /* one reference, dropped with the context */
-    _Atomic size_t remaining;   /* callbacks still to run */
-    _Atomic int first_err;      /* all: code of the first failure */
-    char *first_msg;            /* all: written by the first failure before its decrement */
+    weft_future *out;         /* one reference, dropped with the context */
+    _Atomic size_t remaining; /* callbacks still to run */
+    _Atomic int first_err;    /* all: code of the first failure */
+    char *first_msg;          /* all: written by the first failure before its decrement */
     struct comb_slot {
         struct comb_ctx *c;
         size_t i;
@@ -137,9 +137,8 @@ static void all_cb(weft_future *f, void *arg)
     struct comb_ctx *c = s->c;
     int code = weft_future_error(f);
     int zero = 0;
-    if (code != 0 && atomic_compare_exchange_strong_explicit(&c->first_err, &zero, code,
-                                                             memory_order_relaxed,
-                                                             memory_order_relaxed)) {
+    if (code != 0 && atomic_compare_exchange_strong_explicit(
+                         &c->first_err, &zero, code, memory_order_relaxed, memory_order_relaxed)) {
         const char *m = weft_future_message(f);
         c->first_msg = m != NULL ? strdup(m) : NULL;
     }

@@ -176,8 +176,8 @@ int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *o, siz
     if ((v = env_value("WEFT_PROC_BIND", buf, sizeof(buf))) != NULL) {
         int b;
         if (!parse_bind(v, &b))
-            rc = env_error("WEFT_PROC_BIND", v,
-                           "false|none, true|close|compact, or spread|scatter");
+            rc =
+                env_error("WEFT_PROC_BIND", v, "false|none, true|close|compact, or spread|scatter");
         else if (o->bind == WEFT_BIND_DEFAULT)
             o->bind = b;
     }
@@ -235,8 +235,7 @@ int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *o, siz
                 "  WEFT_SPIN        = %lldns\n"
                 "  WEFT_DEQUE_SIZE  = %zu\n"
                 "  WEFT_STATS       = %d\n",
-                o->num_threads, bind_name(o->bind), (long long)o->spin_ns, *deque_size,
-                o->stats);
+                o->num_threads, bind_name(o->bind), (long long)o->spin_ns, *deque_size, o->stats);
     return 0;
 }
 

@@ -15,15 +15,24 @@ WEFT_API unsigned weft_version(void)
 WEFT_API const char *weft_strerror(int code)
 {
     switch (code) {
-    case 0: return "success";
-    case WEFT_ETIMEDOUT: return "timed out waiting for the future";
-    case WEFT_ECANCELED: return "the future was cancelled";
-    case WEFT_ESTATE: return "the future is not in a state that allows this";
-    case WEFT_ESHUTDOWN: return "the pool is shut down";
-    case WEFT_EBROKEN: return "the pool is broken: a worker initializer failed";
-    case WEFT_EFAILED: return "the task failed";
-    case WEFT_ENOTWORKER: return "must be called from a task running on a pool's worker";
-    default: break;
+    case 0:
+        return "success";
+    case WEFT_ETIMEDOUT:
+        return "timed out waiting for the future";
+    case WEFT_ECANCELED:
+        return "the future was cancelled";
+    case WEFT_ESTATE:
+        return "the future is not in a state that allows this";
+    case WEFT_ESHUTDOWN:
+        return "the pool is shut down";
+    case WEFT_EBROKEN:
+        return "the pool is broken: a worker initializer failed";
+    case WEFT_EFAILED:
+        return "the task failed";
+    case WEFT_ENOTWORKER:
+        return "must be called from a task running on a pool's worker";
+    default:
+        break;
     }
     /* strerrordesc_np (glibc >= 2.32): static strings, thread-safe, NULL if unknown. */
     const char *d = code < 0 && code > -4096 ? strerrordesc_np(-code) : NULL;

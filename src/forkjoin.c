@@ -12,9 +12,9 @@
  * reads that flag, and whether any worker is idle, on every spawn (plain loads of lines
  * that stay in its cache until they change) and, when so, moves its OLDEST private task
  * onto the deque, where a thief takes it. A worker that waits (weft_block_) runs its own
- * private tasks first, newest first. Oldest first keeps the invariant that every task on the deque is older
- * than every task on the private stack, so joins, which go newest first, find their task on
- * top of the private stack, else at the bottom of the deque (Chase-Lev take), else stolen.
+ * private tasks first, newest first. Oldest first keeps the invariant that every task on the deque
+ * is older than every task on the private stack, so joins, which go newest first, find their task
+ * on top of the private stack, else at the bottom of the deque (Chase-Lev take), else stolen.
  *
  * Exactly-once: a task is in exactly one place at a time (private stack, deque, or taken),
  * and only the owner moves it from the first to the second. The flag is only a hint: a lost

@@ -27,8 +27,7 @@ static inline int weft_futex_wait(_Atomic uint32_t *word, uint32_t expected, int
         tsp = &ts;
         op = FUTEX_WAIT_BITSET_PRIVATE;
     }
-    long rc = syscall(SYS_futex, (uint32_t *)word, op, expected, tsp, NULL,
-                      FUTEX_BITSET_MATCH_ANY);
+    long rc = syscall(SYS_futex, (uint32_t *)word, op, expected, tsp, NULL, FUTEX_BITSET_MATCH_ANY);
     return rc == 0 ? 0 : -errno;
 }
 

@@ -171,8 +171,7 @@ static bool publish(struct weft_future *f, uint32_t final)
             /* Seq_cst CAS: release publishes value/err/msg (and everything the task wrote)
              * to whoever acquires the final state; seq_cst for the callback protocol
              * above. Clears ST_WAITERS: all waiters are woken below. */
-            if (atomic_compare_exchange_weak_explicit(&f->state, &s, final,
-                                                      memory_order_seq_cst,
+            if (atomic_compare_exchange_weak_explicit(&f->state, &s, final, memory_order_seq_cst,
                                                       memory_order_relaxed))
                 break;
         }
@@ -211,8 +210,8 @@ void weft_future_expire_(struct weft_future *f, bool start_only)
     while ((s & ST_MASK) == WEFT_RUNNING) {
         /* Seq_cst, as in publish(). No outcome field is written: TIMEDOUT says it all, so
          * the runner may still be writing its own fields (it will lose its CAS). */
-        if (atomic_compare_exchange_weak_explicit(&f->state, &s, ST_TIMEDOUT,
-                                                  memory_order_seq_cst, memory_order_relaxed)) {
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s, ST_TIMEDOUT, memory_order_seq_cst,
+                                                  memory_order_relaxed)) {
             if (s & ST_WAITERS)
                 weft_futex_wake(&f->state, INT_MAX);
             if (atomic_load_explicit(&f->cbs, memory_order_seq_cst) != NULL)
@@ -228,8 +227,7 @@ bool weft_future_try_cancel_(struct weft_future *f)
     while ((s & ST_MASK) == WEFT_PENDING) {
         /* Seq_cst: a final state, published as in publish(). Exactly one of the start CAS
          * (PENDING -> RUNNING) and this CAS wins. */
-        if (atomic_compare_exchange_weak_explicit(&f->state, &s,
-                                                  (s & ST_TASK) | WEFT_CANCELLED,
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s, (s & ST_TASK) | WEFT_CANCELLED,
                                                   memory_order_seq_cst, memory_order_relaxed)) {
             if (s & ST_WAITERS)
                 weft_futex_wake(&f->state, INT_MAX);
@@ -287,8 +285,7 @@ static bool claim(struct weft_future *f)
             return false;
         /* Relaxed is enough for the claim itself: the outcome is published later by the
          * seq_cst exchange in publish(). */
-        if (atomic_compare_exchange_weak_explicit(&f->state, &s,
-                                                  (s & ~ST_MASK) | ST_COMPLETING,
+        if (atomic_compare_exchange_weak_explicit(&f->state, &s, (s & ~ST_MASK) | ST_COMPLETING,
                                                   memory_order_relaxed, memory_order_relaxed))
             return true;
     }
@@ -376,11 +373,16 @@ WEFT_API bool weft_future_cancelled(const weft_future *f)
 int weft_future_code_(const struct weft_future *f, uint32_t s)
 {
     switch (s & ST_MASK) {
-    case WEFT_FINISHED: return 0;
-    case WEFT_FAILED: return f->err;
-    case WEFT_CANCELLED: return WEFT_ECANCELED;
-    case ST_TIMEDOUT: return WEFT_ETIMEDOUT;
-    default: return 0;
+    case WEFT_FINISHED:
+        return 0;
+    case WEFT_FAILED:
+        return f->err;
+    case WEFT_CANCELLED:
+        return WEFT_ECANCELED;
+    case ST_TIMEDOUT:
+        return WEFT_ETIMEDOUT;
+    default:
+        return 0;
     }
 }
 

@@ -92,8 +92,8 @@ _Static_assert(sizeof(struct weft_future) <= sizeof(weft_task), "weft_task holds
 /* Counters written by their worker only (relaxed load + store: no RMW, no lock prefix),
  * read by anyone. */
 typedef struct weft_counters {
-    _Atomic uint64_t tasks_run, spawns, submits, steals, failed_steals, inbox_takes, parks,
-        wakes, inline_joins;
+    _Atomic uint64_t tasks_run, spawns, submits, steals, failed_steals, inbox_takes, parks, wakes,
+        inline_joins;
 } weft_counters;
 
 static inline void ctr_inc(_Atomic uint64_t *c)
@@ -144,16 +144,16 @@ struct weft_pool {
 
     /* Idle/parking, written on idle transitions only. */
     _Alignas(WEFT_CACHELINE) _Atomic uint32_t sleep_seq; /* futex word of parked workers */
-    _Atomic uint32_t nsleeping;  /* workers parked or about to park */
-    _Atomic uint32_t nsearching; /* workers spinning in search of work */
-    _Atomic uint32_t waking;     /* a wake-up is in flight: don't issue another */
+    _Atomic uint32_t nsleeping;                          /* workers parked or about to park */
+    _Atomic uint32_t nsearching;                         /* workers spinning in search of work */
+    _Atomic uint32_t waking; /* a wake-up is in flight: don't issue another */
 
     /* Life cycle. */
     _Alignas(WEFT_CACHELINE) _Atomic int run_state; /* enum pool_run_state */
-    _Atomic bool cancel_pending;                   /* shutdown(cancel_futures) */
-    _Atomic(struct weft_future *) orphans;         /* inbox leftovers at shutdown */
-    _Atomic uint32_t init_done;                    /* workers past their initializer */
-    pthread_mutex_t life_lock;                     /* shutdown/join/destroy only */
+    _Atomic bool cancel_pending;                    /* shutdown(cancel_futures) */
+    _Atomic(struct weft_future *) orphans;          /* inbox leftovers at shutdown */
+    _Atomic uint32_t init_done;                     /* workers past their initializer */
+    pthread_mutex_t life_lock;                      /* shutdown/join/destroy only */
     ck_epoch_record_t ctl_rec; /* shutdown's own thief record, used under life_lock */
     bool joined;
 };
@@ -161,14 +161,13 @@ struct weft_pool {
 /* Per-thread context. initial-exec: the library is linked, not dlopen()ed late, and the
  * general-dynamic model would cost a __tls_get_addr call on every spawn. */
 struct weft_tls {
-    struct weft_worker *worker; /* NULL outside a pool's worker */
+    struct weft_worker *worker;  /* NULL outside a pool's worker */
     struct weft_future *current; /* the future or task being run */
     int fail_code;               /* set by weft_fail during the current task */
     char *fail_msg;
     unsigned submit_rr; /* outside threads: round-robin inbox choice */
 };
-extern __thread struct weft_tls weft_tls_ __attribute__((tls_model("initial-exec")))
-WEFT_INTERNAL;
+extern __thread struct weft_tls weft_tls_ __attribute__((tls_model("initial-exec"))) WEFT_INTERNAL;
 
 /* ---------------------------------------------------------------------------------------
  * Cross-file internal functions

@@ -60,8 +60,8 @@ WEFT_API int weft_pool_create(const weft_pool_options *opts, weft_pool **out)
         return WEFT_ENOMEM;
     memset(p, 0, sizeof(*p));
     size_t wbytes = sizeof(struct weft_worker) * o.num_threads;
-    p->workers = aligned_alloc(WEFT_CACHELINE, (wbytes + WEFT_CACHELINE - 1) &
-                                                   ~(size_t)(WEFT_CACHELINE - 1));
+    p->workers = aligned_alloc(WEFT_CACHELINE,
+                               (wbytes + WEFT_CACHELINE - 1) & ~(size_t)(WEFT_CACHELINE - 1));
     if (p->workers == NULL) {
         free(p);
         return WEFT_ENOMEM;
@@ -405,8 +405,7 @@ static void print_stats(const struct weft_pool *p)
 {
     fprintf(stderr, "weft: pool '%s' statistics (%u workers)\n", p->name, p->n);
     fprintf(stderr, "%8s %12s %12s %10s %10s %12s %10s %8s %8s %12s\n", "worker", "tasks_run",
-            "spawns", "submits", "steals", "fail_steals", "inbox", "parks", "wakes",
-            "inline_join");
+            "spawns", "submits", "steals", "fail_steals", "inbox", "parks", "wakes", "inline_join");
     weft_stats t;
     weft_pool_stats(p, &t);
     for (unsigned i = 0; i <= p->n; i++) {
@@ -422,8 +421,8 @@ static void print_stats(const struct weft_pool *p)
         fprintf(stderr,
                 "%8s %12" PRIu64 " %12" PRIu64 " %10" PRIu64 " %10" PRIu64 " %12" PRIu64
                 " %10" PRIu64 " %8" PRIu64 " %8" PRIu64 " %12" PRIu64 "\n",
-                label, s.tasks_run, s.spawns, s.submits, s.steals, s.failed_steals,
-                s.inbox_takes, s.parks, s.wakes, s.inline_joins);
+                label, s.tasks_run, s.spawns, s.submits, s.steals, s.failed_steals, s.inbox_takes,
+                s.parks, s.wakes, s.inline_joins);
     }
 }
 

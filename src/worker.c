@@ -15,10 +15,10 @@
  *
  * The parker's FENCE and the submitter's seq_cst operations are all in the one total order
  * S, so either the parker's re-check sees the push, or the submitter sees the parker
- * counted in nsleeping (and no searcher) and wakes it (argued in detail in weft_notify_); the wake bumps sleep_seq first, so a parker that has not
- * yet entered futex_wait returns from it at once. Pushes by a worker onto its own deque
- * (spawn) skip the fence: a missed wake-up there costs parallelism, never work, because
- * the owner always drains its own deque before it parks.
+ * counted in nsleeping (and no searcher) and wakes it (argued in detail in weft_notify_); the wake
+ * bumps sleep_seq first, so a parker that has not yet entered futex_wait returns from it at once.
+ * Pushes by a worker onto its own deque (spawn) skip the fence: a missed wake-up there costs
+ * parallelism, never work, because the owner always drains its own deque before it parks.
  *
  * `waking` keeps a burst of submissions from issuing one futex_wake each while the first
  * woken worker is still on its way: a notifier that sees it set relies on that worker,
@@ -35,11 +35,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define HELP_SPINS       64
-#define HELP_SLICE_MIN   50000LL    /* ns: first blocking slice of a helping waiter */
-#define HELP_SLICE_MAX   10000000LL /* ns */
-#define STEAL_RETRIES    4
-#define BACKOFF_INITIAL  16
+#define HELP_SPINS      64
+#define HELP_SLICE_MIN  50000LL    /* ns: first blocking slice of a helping waiter */
+#define HELP_SLICE_MAX  10000000LL /* ns */
+#define STEAL_RETRIES   4
+#define BACKOFF_INITIAL 16
 
 static inline uint64_t next_rand(uint64_t *s)
 {
@@ -245,10 +245,8 @@ void weft_run_task_(struct weft_worker *w, struct weft_future *f)
         /* PENDING -> RUNNING. Acq_rel: acquire orders the task after a cancel decision we
          * lost to; release lets running() observers see it. Fails only if cancelled. */
         while ((s & ST_MASK) == WEFT_PENDING) {
-            if (atomic_compare_exchange_weak_explicit(&f->state, &s,
-                                                      (s & ~ST_MASK) | WEFT_RUNNING,
-                                                      memory_order_acq_rel,
-                                                      memory_order_relaxed))
+            if (atomic_compare_exchange_weak_explicit(&f->state, &s, (s & ~ST_MASK) | WEFT_RUNNING,
+                                                      memory_order_acq_rel, memory_order_relaxed))
                 break;
         }
         if ((s & ST_MASK) != WEFT_PENDING) {
@@ -432,7 +430,8 @@ static struct weft_future *search(struct weft_worker *w)
          * the re-check below. */
         atomic_thread_fence(memory_order_seq_cst);
         struct weft_future *f = find_any(w);
-        if (f == NULL && atomic_load_explicit(&p->run_state, memory_order_acquire) != POOL_RUNNING) {
+        if (f == NULL &&
+            atomic_load_explicit(&p->run_state, memory_order_acquire) != POOL_RUNNING) {
             atomic_fetch_sub_explicit(&p->nsleeping, 1, memory_order_seq_cst);
             f = find_any(w);
             if (f == NULL)

@@ -86,12 +86,14 @@ static const char *capture_end(struct capture *c)
 static int create_with(const char *var, const char *value, const weft_pool_options *o,
                        weft_pool **p, struct capture *c)
 {
-    if (var != NULL) assert_int_equal(setenv(var, value, 1), 0);
+    if (var != NULL)
+        assert_int_equal(setenv(var, value, 1), 0);
     *p = (weft_pool *)0x1;
     capture_begin(c);
     int rc = weft_pool_create(o, p);
     capture_end(c);
-    if (var != NULL) unsetenv(var);
+    if (var != NULL)
+        unsetenv(var);
     return rc;
 }
 
@@ -286,7 +288,8 @@ static void check_bind(const char *value, const weft_pool_options *o, bool pinne
                      a.worker[i], a.cpus[i], process_cpus());
     }
     /* Pinned workers get distinct CPUs while there are enough. */
-    if (pinned && process_cpus() >= BIND_WORKERS) assert_int_not_equal(a.first[0], a.first[1]);
+    if (pinned && process_cpus() >= BIND_WORKERS)
+        assert_int_not_equal(a.first[0], a.first[1]);
 }
 
 static void env_proc_bind_pins_workers(void **state)
@@ -343,7 +346,8 @@ static const char *display_with(const char *var, const char *value, const weft_p
 static void expect_setting(const char *table, const char *name, const char *expect)
 {
     const char *line = strstr(table, name);
-    if (line == NULL) fail_msg("no %s line in the settings table: \"%s\"", name, table);
+    if (line == NULL)
+        fail_msg("no %s line in the settings table: \"%s\"", name, table);
     const char *eol = strchr(line, '\n');
     size_t len = eol != NULL ? (size_t)(eol - line) : strlen(line);
     char buf[256];
@@ -445,11 +449,13 @@ static void *fan_out_task(void *arg)
     (void)arg;
     enum { N = 3000 };
     weft_task *t = malloc(sizeof(*t) * N);
-    if (t == NULL) return (void *)(intptr_t)-1;
+    if (t == NULL)
+        return (void *)(intptr_t)-1;
     intptr_t sum = 0;
     int n = 0;
     for (; n < N; n++)
-        if (weft_spawn(&t[n], noop_task, NULL) != 0) break;
+        if (weft_spawn(&t[n], noop_task, NULL) != 0)
+            break;
     for (int i = n - 1; i >= 0; i--) {
         int err = -1;
         weft_join(&t[i], &err);
@@ -497,7 +503,8 @@ static void env_deque_size_malformed_fails_einval(void **state)
  * the destruction printed. */
 static const char *destroy_output(const char *value, const weft_pool_options *o, struct capture *c)
 {
-    if (value != NULL) assert_int_equal(setenv("WEFT_STATS", value, 1), 0);
+    if (value != NULL)
+        assert_int_equal(setenv("WEFT_STATS", value, 1), 0);
     weft_pool *p;
     int rc = weft_pool_create(o, &p);
     unsetenv("WEFT_STATS");
@@ -609,7 +616,9 @@ int main(void)
         ENV_TEST(env_all_valid_together),
     };
     /* CMOCKA_TEST_FILTER / CMOCKA_SKIP_FILTER: run a subset (wildcards * and ?). */
-    if (getenv("CMOCKA_TEST_FILTER") != NULL) cmocka_set_test_filter(getenv("CMOCKA_TEST_FILTER"));
-    if (getenv("CMOCKA_SKIP_FILTER") != NULL) cmocka_set_skip_filter(getenv("CMOCKA_SKIP_FILTER"));
+    if (getenv("CMOCKA_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("CMOCKA_TEST_FILTER"));
+    if (getenv("CMOCKA_SKIP_FILTER") != NULL)
+        cmocka_set_skip_filter(getenv("CMOCKA_SKIP_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,7 +104,8 @@ static int check_errors(void **state)
 {
     (void)state;
     int e = atomic_load(&g_errors);
-    if (e != 0) fprintf(stderr, "%d error(s) recorded inside tasks\n", e);
+    if (e != 0)
+        fprintf(stderr, "%d error(s) recorded inside tasks\n", e);
     return e != 0 ? -1 : 0;
 }
 
@@ -114,7 +115,8 @@ static int check_errors(void **state)
 static void *fib_task(void *arg)
 {
     intptr_t n = (intptr_t)arg;
-    if (n < 2) return (void *)n;
+    if (n < 2)
+        return (void *)n;
     weft_task a, b;
     if (weft_spawn(&a, fib_task, (void *)(n - 1)) != 0) {
         note_error();
@@ -128,7 +130,8 @@ static void *fib_task(void *arg)
     int ea = -1, eb = -1;
     intptr_t y = (intptr_t)weft_join(&b, &eb);
     intptr_t x = (intptr_t)weft_join(&a, &ea);
-    if (ea != 0 || eb != 0) note_error();
+    if (ea != 0 || eb != 0)
+        note_error();
     return (void *)(x + y);
 }
 
@@ -173,7 +176,8 @@ static bool nq_safe(const struct nq *s, int c)
 {
     for (int r = 0; r < s->row; r++) {
         int d = s->cols[r] - c;
-        if (d == 0 || d == s->row - r || d == r - s->row) return false;
+        if (d == 0 || d == s->row - r || d == r - s->row)
+            return false;
     }
     return true;
 }
@@ -181,12 +185,14 @@ static bool nq_safe(const struct nq *s, int c)
 static void *nq_task(void *arg)
 {
     const struct nq *s = arg;
-    if (s->row == s->n) return (void *)(intptr_t)1;
+    if (s->row == s->n)
+        return (void *)(intptr_t)1;
     struct nq child[NQ_MAX];
     weft_task t[NQ_MAX];
     bool spawned[NQ_MAX] = {false};
     for (int c = 0; c < s->n; c++) {
-        if (!nq_safe(s, c)) continue;
+        if (!nq_safe(s, c))
+            continue;
         child[c] = *s;
         child[c].cols[s->row] = c;
         child[c].row = s->row + 1;
@@ -198,10 +204,12 @@ static void *nq_task(void *arg)
     }
     intptr_t sum = 0;
     for (int c = s->n - 1; c >= 0; c--) {
-        if (!spawned[c]) continue;
+        if (!spawned[c])
+            continue;
         int err = -1;
         sum += (intptr_t)weft_join(&t[c], &err);
-        if (err != 0) note_error();
+        if (err != 0)
+            note_error();
     }
     return (void *)sum;
 }
@@ -251,9 +259,11 @@ static void *fib_client_thread(void *arg)
     struct fib_client *c = arg;
     for (int i = 0; i < c->rounds; i++) {
         void *v = NULL;
-        if (weft_run(c->p, fib_task, (void *)(intptr_t)(12 + i % 6), &v) != 0) c->bad++;
+        if (weft_run(c->p, fib_task, (void *)(intptr_t)(12 + i % 6), &v) != 0)
+            c->bad++;
         static const intptr_t fibs[] = {144, 233, 377, 610, 987, 1597};
-        if ((intptr_t)v != fibs[i % 6]) c->bad++;
+        if ((intptr_t)v != fibs[i % 6])
+            c->bad++;
     }
     return NULL;
 }
@@ -365,7 +375,8 @@ static void *out_of_order_task(void *arg)
             int i = order[k];
             int err = -1;
             intptr_t v = (intptr_t)weft_join(&t[i], &err);
-            if (err != 0 || v != (i + 1 + round) * 10) bad++;
+            if (err != 0 || v != (i + 1 + round) * 10)
+                bad++;
         }
     }
     return (void *)bad;
@@ -392,7 +403,8 @@ static void *failing_task(void *arg)
 {
     struct failing *f = arg;
     atomic_store(&f->ran_on, weft_current_worker() + 1);
-    if (f->code == 0) return weft_fail(0, NULL);
+    if (f->code == 0)
+        return weft_fail(0, NULL);
     weft_fail(f->code, "spawned task failed with %d", f->code);
     return (void *)0x1234; /* discarded */
 }
@@ -411,8 +423,10 @@ static void *fail_parent_task(void *arg)
     struct failing specs[4] = {{ENOENT, 0}, {-EPIPE, 0}, {0, 0}, {-99999, 0}};
     weft_task t[4], ok;
     for (int i = 0; i < 4; i++)
-        if (weft_spawn(&t[i], failing_task, &specs[i]) != 0) note_error();
-    if (weft_spawn(&ok, ident_task, (void *)0x77) != 0) note_error();
+        if (weft_spawn(&t[i], failing_task, &specs[i]) != 0)
+            note_error();
+    if (weft_spawn(&ok, ident_task, (void *)0x77) != 0)
+        note_error();
     r->ok_err = -1;
     r->ok_ret = weft_join(&ok, &r->ok_err);
     /* Give idle workers the chance to steal some: a worker exposes its oldest private task
@@ -422,14 +436,17 @@ static void *fail_parent_task(void *arg)
         int seen = 0;
         for (int i = 0; i < 4; i++)
             seen += atomic_load(&specs[i].ran_on) != 0;
-        if (seen == 4) break;
+        if (seen == 4)
+            break;
         weft_task filler;
-        if (weft_spawn(&filler, ident_task, NULL) == 0) weft_join(&filler, NULL);
+        if (weft_spawn(&filler, ident_task, NULL) == 0)
+            weft_join(&filler, NULL);
     }
     for (int i = 0; i < 4; i++) {
         r->err[i] = 0;
         r->ret[i] = weft_join(&t[i], &r->err[i]);
-        if (atomic_load(&specs[i].ran_on) - 1 != weft_current_worker()) r->stolen++;
+        if (atomic_load(&specs[i].ran_on) - 1 != weft_current_worker())
+            r->stolen++;
     }
     return (void *)0x600d; /* the parent itself succeeds */
 }
@@ -471,14 +488,16 @@ static void forkjoin_failing_spawned_task_reported_by_join(void **state)
 static void *chain_task(void *arg)
 {
     intptr_t d = (intptr_t)arg;
-    if (d == 0) return (void *)0;
+    if (d == 0)
+        return (void *)0;
     weft_future *f = NULL;
     if (weft_submit(weft_current_pool(), chain_task, (void *)(d - 1), &f) != 0) {
         note_error();
         return (void *)0;
     }
     void *v = NULL;
-    if (weft_future_result(f, WEFT_FOREVER, &v) != 0) note_error();
+    if (weft_future_result(f, WEFT_FOREVER, &v) != 0)
+        note_error();
     weft_future_release(f);
     return (void *)((intptr_t)v + 1);
 }
@@ -499,7 +518,8 @@ static void forkjoin_nested_future_chain_1000_on_one_worker(void **state)
 static void *future_tree_task(void *arg)
 {
     intptr_t d = (intptr_t)arg;
-    if (d == 0) return (void *)1;
+    if (d == 0)
+        return (void *)1;
     weft_future *a = NULL, *b = NULL;
     weft_pool *self = weft_current_pool();
     if (weft_submit(self, future_tree_task, (void *)(d - 1), &a) != 0 ||
@@ -534,7 +554,8 @@ static void forkjoin_nested_future_tree_does_not_deadlock(void **state)
 static void *mixed_task(void *arg)
 {
     intptr_t d = (intptr_t)arg;
-    if (d <= 1) return (void *)d;
+    if (d <= 1)
+        return (void *)d;
     weft_task t;
     weft_future *f = NULL;
     if (weft_spawn(&t, mixed_task, (void *)(d - 1)) != 0) {
@@ -547,11 +568,13 @@ static void *mixed_task(void *arg)
         return NULL;
     }
     void *y = NULL;
-    if (weft_future_result(f, WEFT_FOREVER, &y) != 0) note_error();
+    if (weft_future_result(f, WEFT_FOREVER, &y) != 0)
+        note_error();
     weft_future_release(f);
     int err = -1;
     intptr_t x = (intptr_t)weft_join(&t, &err);
-    if (err != 0) note_error();
+    if (err != 0)
+        note_error();
     return (void *)(x + (intptr_t)y);
 }
 
@@ -600,7 +623,8 @@ static void *wait_on_own_spawn_task(void *arg)
     d->wait_rc = weft_future_result(promise, 5000 * 1000000LL, &d->value);
     int err = -1;
     weft_join(&t, &err); /* runs it now if the wait did not */
-    if (err != 0) note_error();
+    if (err != 0)
+        note_error();
     weft_future_release(promise);
     return NULL;
 }
@@ -619,7 +643,8 @@ static void forkjoin_future_wait_runs_waiters_own_spawned_task(void **state)
                 failed_rc = d.wait_rc;
                 failed_workers = workers;
             }
-            if (d.wait_rc == 0) assert_ptr_equal(d.value, (void *)0x5e1f);
+            if (d.wait_rc == 0)
+                assert_ptr_equal(d.value, (void *)0x5e1f);
         }
         assert_int_equal(weft_pool_destroy(p), 0);
     }
@@ -644,16 +669,20 @@ static void *wide_task(void *arg)
 {
     intptr_t forward = (intptr_t)arg;
     weft_task *t = malloc(sizeof(*t) * WIDE);
-    if (t == NULL) return (void *)(intptr_t)-1;
+    if (t == NULL)
+        return (void *)(intptr_t)-1;
     intptr_t bad = 0;
     int n = 0;
     for (; n < WIDE; n++)
-        if (weft_spawn(&t[n], square_task, (void *)(intptr_t)n) != 0) break;
-    if (n != WIDE) bad++;
+        if (weft_spawn(&t[n], square_task, (void *)(intptr_t)n) != 0)
+            break;
+    if (n != WIDE)
+        bad++;
     for (int k = 0; k < n; k++) {
         int i = forward ? k : n - 1 - k;
         int err = -1;
-        if ((intptr_t)weft_join(&t[i], &err) != (intptr_t)i * i || err != 0) bad++;
+        if ((intptr_t)weft_join(&t[i], &err) != (intptr_t)i * i || err != 0)
+            bad++;
     }
     free(t);
     return (void *)bad;
@@ -732,7 +761,8 @@ static void *spawn_after_shutdown_task(void *arg)
     for (int i = 0; i < 4; i++)
         a->spawn_rc[i] = weft_spawn(&t[i], square_task, (void *)(intptr_t)(i + 2));
     for (int i = 3; i >= 0; i--)
-        if (a->spawn_rc[i] == 0) a->joined[i] = weft_join(&t[i], &a->join_err[i]);
+        if (a->spawn_rc[i] == 0)
+            a->joined[i] = weft_join(&t[i], &a->join_err[i]);
     return NULL;
 }
 
@@ -803,7 +833,9 @@ int main(void)
         FJ_TEST(forkjoin_repeated_small_trees),
     };
     /* CMOCKA_TEST_FILTER / CMOCKA_SKIP_FILTER: run a subset (wildcards * and ?). */
-    if (getenv("CMOCKA_TEST_FILTER") != NULL) cmocka_set_test_filter(getenv("CMOCKA_TEST_FILTER"));
-    if (getenv("CMOCKA_SKIP_FILTER") != NULL) cmocka_set_skip_filter(getenv("CMOCKA_SKIP_FILTER"));
+    if (getenv("CMOCKA_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("CMOCKA_TEST_FILTER"));
+    if (getenv("CMOCKA_SKIP_FILTER") != NULL)
+        cmocka_set_skip_filter(getenv("CMOCKA_SKIP_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -604,7 +604,8 @@ static void run_completer_race(bool with_running)
     int wins_by[COMPLETERS] = {0};
     for (int round = 0; round < r.rounds; round++) {
         assert_int_equal(weft_future_create(&r.f), 0);
-        if (with_running) assert_int_equal(weft_future_set_running(r.f), 0);
+        if (with_running)
+            assert_int_equal(weft_future_set_running(r.f), 0);
         pthread_barrier_wait(&r.start);
         pthread_barrier_wait(&r.end);
         int winner = -1, wins = 0;
@@ -1104,7 +1105,8 @@ static void *cb_race_thread(void *arg)
         if (a->id == 2) {
             for (volatile int k = 0; k < (i % 31) * 16; k++) {
             }
-            if (weft_future_set_value(r->f, (void *)0xfeed) != 0) atomic_fetch_add(&r->bad, 1);
+            if (weft_future_set_value(r->f, (void *)0xfeed) != 0)
+                atomic_fetch_add(&r->bad, 1);
         } else {
             for (int s = 0; s < RACE_CBS; s++) {
                 cargs[s] = (struct race_cb_arg){r, a->id, s};
@@ -1197,7 +1199,8 @@ struct owned_cb {
 static void release_owned_cb(weft_future *f, void *arg)
 {
     struct owned_cb *o = arg;
-    if (!weft_future_done(f)) atomic_fetch_add(&o->bad, 1);
+    if (!weft_future_done(f))
+        atomic_fetch_add(&o->bad, 1);
     atomic_fetch_add(&o->runs, 1);
     weft_future_release(f); /* the caller's reference, handed over at registration */
 }
@@ -1365,7 +1368,8 @@ struct fail_spec {
 static void *fail_task(void *arg)
 {
     struct fail_spec *s = arg;
-    if (s->msg == NULL) return weft_fail(s->code, NULL);
+    if (s->msg == NULL)
+        return weft_fail(s->code, NULL);
     weft_fail(s->code, "%s #%d", s->msg, 42);
     return (void *)0x1; /* discarded: the task failed */
 }
@@ -1651,7 +1655,9 @@ int main(void)
         cmocka_unit_test(future_null_arguments_rejected),
     };
     /* CMOCKA_TEST_FILTER / CMOCKA_SKIP_FILTER: run a subset (wildcards * and ?). */
-    if (getenv("CMOCKA_TEST_FILTER") != NULL) cmocka_set_test_filter(getenv("CMOCKA_TEST_FILTER"));
-    if (getenv("CMOCKA_SKIP_FILTER") != NULL) cmocka_set_skip_filter(getenv("CMOCKA_SKIP_FILTER"));
+    if (getenv("CMOCKA_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("CMOCKA_TEST_FILTER"));
+    if (getenv("CMOCKA_SKIP_FILTER") != NULL)
+        cmocka_set_skip_filter(getenv("CMOCKA_SKIP_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -115,7 +115,8 @@ static int thread_baseline(void)
     for (int i = 0; i < 100; i++) { /* a joined worker may linger in /proc a moment */
         sleep_ms(1);
         int now = count_threads();
-        if (now < base) base = now, i = 0;
+        if (now < base)
+            base = now, i = 0;
     }
     return base;
 }
@@ -123,11 +124,13 @@ static int thread_baseline(void)
 static int count_threads(void)
 {
     DIR *d = opendir("/proc/self/task");
-    if (d == NULL) return -1;
+    if (d == NULL)
+        return -1;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.') n++;
+        if (e->d_name[0] != '.')
+            n++;
     closedir(d);
     return n;
 }
@@ -136,15 +139,18 @@ static int count_threads(void)
 static int thread_names(char names[][16], int max)
 {
     DIR *d = opendir("/proc/self/task");
-    if (d == NULL) return 0;
+    if (d == NULL)
+        return 0;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL && n < max) {
-        if (e->d_name[0] == '.') continue;
+        if (e->d_name[0] == '.')
+            continue;
         char path[300];
         snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
         FILE *fp = fopen(path, "r");
-        if (fp == NULL) continue; /* the thread exited meanwhile */
+        if (fp == NULL)
+            continue; /* the thread exited meanwhile */
         char buf[32] = {0};
         if (fgets(buf, sizeof(buf), fp) != NULL) {
             buf[strcspn(buf, "\n")] = '\0';
@@ -162,7 +168,8 @@ static bool has_thread_named(const char *name)
     char names[256][16];
     int n = thread_names(names, 256);
     for (int i = 0; i < n; i++)
-        if (strcmp(names[i], name) == 0) return true;
+        if (strcmp(names[i], name) == 0)
+            return true;
     return false;
 }
 
@@ -171,7 +178,8 @@ static int threads_with_prefix(const char *prefix)
     char names[256][16];
     int n = thread_names(names, 256), c = 0;
     for (int i = 0; i < n; i++)
-        if (strncmp(names[i], prefix, strlen(prefix)) == 0) c++;
+        if (strncmp(names[i], prefix, strlen(prefix)) == 0)
+            c++;
     return c;
 }
 
@@ -367,7 +375,8 @@ static void pool_worker_threads_are_named_prefix_index(void **state)
     char names[256][16];
     int n = thread_names(names, 256);
     for (int i = 0; i < n; i++)
-        if (strncmp(names[i], "longprefix", 10) == 0) assert_true(strlen(names[i]) <= 15);
+        if (strncmp(names[i], "longprefix", 10) == 0)
+            assert_true(strlen(names[i]) <= 15);
     assert_int_equal(weft_pool_destroy(p), 0);
 }
 
@@ -405,7 +414,8 @@ static void *stress_submitter(void *arg)
                 fs[k] = NULL;
             }
         for (size_t k = 0; k < n; k++) {
-            if (fs[k] == NULL) continue;
+            if (fs[k] == NULL)
+                continue;
             void *v = NULL;
             if (weft_future_result(fs[k], WEFT_FOREVER, &v) != 0 ||
                 v != (void *)((base + k) * 2 + 1))
@@ -454,7 +464,8 @@ static void *stress_fire_and_forget(void *arg)
     struct stress_sub *s = arg;
     for (size_t i = s->lo; i < s->hi; i++) {
         weft_future *f = NULL;
-        if (weft_submit(s->p, stress_task, (void *)(uintptr_t)i, &f) != 0) s->bad_submit++;
+        if (weft_submit(s->p, stress_task, (void *)(uintptr_t)i, &f) != 0)
+            s->bad_submit++;
         weft_future_release(f);
     }
     return NULL;
@@ -519,7 +530,8 @@ static void *parent_task(void *arg)
     for (int i = 0; i < CHILDREN; i++)
         pa->submit_rc[i] = weft_submit(self, child_task, &pa->seen[i], &fs[i]);
     for (int i = CHILDREN - 1; i >= 0; i--) { /* waiting inside a worker: it helps */
-        if (pa->submit_rc[i] != 0) continue;
+        if (pa->submit_rc[i] != 0)
+            continue;
         pa->result_rc[i] = weft_future_result(fs[i], WEFT_FOREVER, &pa->value[i]);
         weft_future_release(fs[i]);
     }
@@ -576,7 +588,8 @@ static void *spawning_task(void *arg)
     weft_task t[16];
     int spawned = 0;
     for (int i = 0; i < 16; i++)
-        if (weft_spawn(&t[i], count_task, executed) == 0) spawned++;
+        if (weft_spawn(&t[i], count_task, executed) == 0)
+            spawned++;
     for (int i = spawned - 1; i >= 0; i--)
         weft_join(&t[i], NULL);
     atomic_fetch_add(executed, 1);
@@ -596,7 +609,8 @@ static void pool_stats_totals_are_consistent(void **state)
     for (int i = 0; i < outside; i++) {
         void *v = NULL;
         assert_int_equal(weft_future_result(fs[i], WEFT_FOREVER, &v), 0);
-        if (i % 2) spawned += (int)(intptr_t)v;
+        if (i % 2)
+            spawned += (int)(intptr_t)v;
         weft_future_release(fs[i]);
     }
     assert_int_equal(spawned, 100 * 16);
@@ -880,7 +894,8 @@ static void pool_shutdown_cancel_futures_cancels_children_queued_on_busy_worker(
     assert_int_equal(weft_pool_shutdown(p, false, true), 0);
     int not_cancelled = 0;
     for (int i = 0; i < 5; i++)
-        if (weft_future_state(h.kids[i]) != WEFT_CANCELLED) not_cancelled++;
+        if (weft_future_state(h.kids[i]) != WEFT_CANCELLED)
+            not_cancelled++;
     /* Release the worker before asserting, so that a failure does not leave it blocked. */
     latch_open(&h.g.release);
     assert_int_equal(weft_future_result(parent, WEFT_FOREVER, NULL), 0);
@@ -1121,7 +1136,8 @@ static int rec_initializer(void *arg, unsigned worker)
     }
     atomic_fetch_add(&r->init_hits[worker], 1);
     r->init_thread[worker] = pthread_self();
-    if (weft_current_worker() != (int)worker) atomic_fetch_add(&r->bad, 1);
+    if (weft_current_worker() != (int)worker)
+        atomic_fetch_add(&r->bad, 1);
     if ((int)worker == r->fail_index) {
         latch_wait(&r->fail_go);
         return -1;
@@ -1138,7 +1154,8 @@ static void rec_finalizer(void *arg, unsigned worker)
         return;
     }
     atomic_fetch_add(&r->fini_hits[worker], 1);
-    if (!pthread_equal(r->init_thread[worker], pthread_self())) atomic_fetch_add(&r->bad, 1);
+    if (!pthread_equal(r->init_thread[worker], pthread_self()))
+        atomic_fetch_add(&r->bad, 1);
 }
 
 static void init_rec_setup(struct init_rec *r, unsigned n, int fail_index)
@@ -1349,7 +1366,9 @@ int main(void)
         cmocka_unit_test(pool_options_init_sets_from_environment_defaults),
     };
     /* CMOCKA_TEST_FILTER / CMOCKA_SKIP_FILTER: run a subset (wildcards * and ?). */
-    if (getenv("CMOCKA_TEST_FILTER") != NULL) cmocka_set_test_filter(getenv("CMOCKA_TEST_FILTER"));
-    if (getenv("CMOCKA_SKIP_FILTER") != NULL) cmocka_set_skip_filter(getenv("CMOCKA_SKIP_FILTER"));
+    if (getenv("CMOCKA_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("CMOCKA_TEST_FILTER"));
+    if (getenv("CMOCKA_SKIP_FILTER") != NULL)
+        cmocka_set_skip_filter(getenv("CMOCKA_SKIP_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

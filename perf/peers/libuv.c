@@ -25,7 +25,8 @@ static void fan_work(uv_work_t *req)
 static void fan_after(uv_work_t *req, int status)
 {
     (void)req;
-    if (status != 0) perf_die("libuv after_work: %s", uv_strerror(status));
+    if (status != 0)
+        perf_die("libuv after_work: %s", uv_strerror(status));
     after_count++;
 }
 
@@ -33,7 +34,8 @@ static void queue(uv_work_t *req, void *data, uv_work_cb work, uv_after_work_cb 
 {
     req->data = data;
     int rc = uv_queue_work(&loop, req, work, after);
-    if (rc != 0) perf_die("uv_queue_work: %s", uv_strerror(rc));
+    if (rc != 0)
+        perf_die("uv_queue_work: %s", uv_strerror(rc));
 }
 
 static double fanout_once(const perf_args *a, void *ctx, double *metric)
@@ -64,7 +66,8 @@ static void roundtrip(void *ctx, long i)
     long before = after_count;
     queue(req, NULL, empty_work, fan_after);
     uv_run(&loop, UV_RUN_DEFAULT);
-    if (after_count != before + 1) perf_die("libuv latency: task %ld: after_work did not run", i);
+    if (after_count != before + 1)
+        perf_die("libuv latency: task %ld: after_work did not run", i);
 }
 
 int main(int argc, char **argv)
@@ -74,7 +77,8 @@ int main(int argc, char **argv)
     snprintf(size, sizeof(size), "%d", a.threads);
     setenv("UV_THREADPOOL_SIZE", size, 1);
     int rc = uv_loop_init(&loop);
-    if (rc != 0) perf_die("uv_loop_init: %s", uv_strerror(rc));
+    if (rc != 0)
+        perf_die("uv_loop_init: %s", uv_strerror(rc));
 
     if (strcmp(a.workload, "fanout") == 0) {
         uv_work_t *reqs = perf_xmalloc((size_t)a.n * sizeof(*reqs));

@@ -42,7 +42,8 @@ static void *worker(void *arg)
             return NULL;
         }
         p->head = j->next;
-        if (p->head == NULL) p->tail = NULL;
+        if (p->head == NULL)
+            p->tail = NULL;
         pthread_mutex_unlock(&p->mu);
         j->fn(j->arg);
         free(j);
@@ -182,7 +183,8 @@ static void roundtrip(void *ctx, long i)
     latch l;
     latch_init(&l, 1);
     pool_submit(&the_pool, done_job, &l);
-    if (latch_wait(&l) != 1) perf_die("mutex latency: task %ld: wrong result", i);
+    if (latch_wait(&l) != 1)
+        perf_die("mutex latency: task %ld: wrong result", i);
     latch_destroy(&l);
 }
 

@@ -32,7 +32,8 @@ static int nthreads;
  * ------------------------------------------------------------------------------------- */
 static long fib(long n)
 {
-    if (n < 2) return n;
+    if (n < 2)
+        return n;
     long a, b;
 #pragma omp task shared(a) firstprivate(n)
     a = fib(n - 1);
@@ -60,11 +61,13 @@ static double fib_once(const perf_args *a, void *ctx, double *metric)
  * ------------------------------------------------------------------------------------- */
 static long nqueens(int n, int row, const char *board)
 {
-    if (row == n) return 1;
+    if (row == n)
+        return 1;
     long count[NQ_MAX];
     int k = 0;
     for (int col = 0; col < n; col++) {
-        if (!perf_nq_ok(board, row, col)) continue;
+        if (!perf_nq_ok(board, row, col))
+            continue;
 #pragma omp task firstprivate(col, k, n, row, board) shared(count)
         {
             char b[NQ_MAX];
@@ -105,7 +108,8 @@ static const uts_tree *tree;
 static long uts(const uts_node *node)
 {
     int nc = uts_num_children(tree, node);
-    if (nc == 0) return 1;
+    if (nc == 0)
+        return 1;
     uts_node kbuf[UTS_STACK_KIDS];
     long cbuf[UTS_STACK_KIDS];
     uts_node *kid = kbuf;

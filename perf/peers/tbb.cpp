@@ -36,7 +36,8 @@ namespace
  * ------------------------------------------------------------------------------------- */
 long fib(long n)
 {
-    if (n < 2) return n;
+    if (n < 2)
+        return n;
     long a, b;
     tbb::task_group g;
     g.run([&a, n] { a = fib(n - 1); });
@@ -64,12 +65,14 @@ struct nq_board {
 
 long nqueens(int n, int row, const nq_board &board)
 {
-    if (row == n) return 1;
+    if (row == n)
+        return 1;
     long count[NQ_MAX];
     int k = 0;
     tbb::task_group g;
     for (int col = 0; col < n; col++) {
-        if (!perf_nq_ok(board.b, row, col)) continue;
+        if (!perf_nq_ok(board.b, row, col))
+            continue;
         nq_board c = board; /* copied per task, into the task */
         c.b[row] = char(col);
         long *slot = &count[k++];
@@ -101,7 +104,8 @@ const uts_tree *tree;
 long uts(const uts_node *node)
 {
     int nc = uts_num_children(tree, node);
-    if (nc == 0) return 1;
+    if (nc == 0)
+        return 1;
     uts_node kbuf[UTS_STACK_KIDS];
     long cbuf[UTS_STACK_KIDS];
     std::unique_ptr<uts_node[]> kheap;
@@ -201,7 +205,8 @@ void roundtrip(void *, long i)
 size_t stack_size()
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_STACK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 8u << 20;
+    if (getrlimit(RLIMIT_STACK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 8u << 20;
     return size_t(rl.rlim_cur);
 }
 
