@@ -77,6 +77,12 @@ int weft_deque_grow_(weft_deque *dq, int64_t t, int64_t b)
      * same elements there: the old buffer stays intact until reclaimed. */
     atomic_store_explicit(&dq->array, a, memory_order_release);
     if (dq->owner_rec != NULL) {
+        /* Seq_cst fence: the new pointer must be visible before ck_epoch_call reads the
+         * global epoch (ck 0.7.1 reads it with no fence). Otherwise another thread's poll
+         * could advance the epoch while our store is still buffered, a thief could enter a
+         * section at the new epoch, still load the old pointer, and have it freed under it.
+         * Growth is rare: the fence costs nothing that matters. */
+        atomic_thread_fence(memory_order_seq_cst);
         /* Deferred free: runs once every epoch section that could have loaded `old` has
          * ended. Poll reclaims whatever earlier growths retired, without blocking. */
         ck_epoch_call(dq->owner_rec, &old->epoch_entry, array_free_cb);
