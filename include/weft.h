@@ -131,8 +131,9 @@ typedef struct weft_pool_options {
      * A nonzero return breaks the pool: every pending future fails with WEFT_EBROKEN, and so
      * does every later submit. `worker` is the worker's index, 0 .. num_threads-1. */
     int (*initializer)(void *arg, unsigned worker);
-    /* Optional per-worker finalizer, run on each worker thread as it exits (also when the
-     * initializer failed on another worker). */
+    /* Optional per-worker finalizer, run on each worker thread as it exits, on every
+     * worker whose initializer succeeded (also when another worker's failed and broke the
+     * pool); not on the worker whose initializer failed. */
     void (*finalizer)(void *arg, unsigned worker);
     void *init_arg;
 } weft_pool_options;
@@ -256,7 +257,11 @@ int weft_future_add_done_callback(weft_future *f, weft_done_cb cb, void *arg);
 /* Adds a reference. Thread-safe. */
 void weft_future_retain(weft_future *f);
 /* Gives one reference back; the last one frees the future (its message included). NULL is
- * ignored. Thread-safe. */
+ * ignored. Thread-safe. A future from weft_submit always completes (the pool holds its own
+ * reference until then). A promise (weft_future_create) must be completed or cancelled
+ * before its last reference goes: released unfinished, its pending done-callbacks are
+ * dropped without running, and what they would have freed (the bookkeeping of a weft_wait,
+ * weft_as_completed, weft_then, weft_all or weft_any watching it) is leaked. */
 void weft_future_release(weft_future *f);
 
 /* Called from inside a task: records that the task fails with `code` and a printf-style

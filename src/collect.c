@@ -128,8 +128,8 @@ static void collector_disarm(struct collector *c)
 
 #define COLLECT_SPIN_NS 20000 /* as a future's outside waiter */
 
-/* Sorts pointers to find distinct futures: fills uniq[] (distinct, in first-seen order)
- * and returns their count. */
+/* Distinct futures: uniq[0..*m-1] in first-seen (input) order, and, if map is not NULL,
+ * map[i] = the index in uniq of fs[i]. O(n log n). */
 struct pidx {
     weft_future *f;
     size_t i;
@@ -146,22 +146,40 @@ static int by_idx(const void *a, const void *b)
     const struct pidx *x = a, *y = b;
     return x->i < y->i ? -1 : x->i > y->i;
 }
-static int distinct(weft_future *const *fs, size_t n, weft_future **uniq, size_t *m)
+static int distinct(weft_future *const *fs, size_t n, weft_future **uniq, size_t *m, size_t *map)
 {
     struct pidx *v = malloc(n * sizeof(*v));
-    if (v == NULL)
+    struct pidx *runs = malloc(n * sizeof(*runs)); /* (run number as f, first index) */
+    size_t *pos = malloc(n * sizeof(*pos));
+    if (v == NULL || runs == NULL || pos == NULL) {
+        free(v);
+        free(runs);
+        free(pos);
         return WEFT_ENOMEM;
+    }
     for (size_t i = 0; i < n; i++)
         v[i] = (struct pidx){fs[i], i};
-    qsort(v, n, sizeof(*v), by_ptr);
+    qsort(v, n, sizeof(*v), by_ptr); /* equal pointers together, smallest index first */
     size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (i == 0 || v[i].f != v[i - 1].f)
-            v[k++] = v[i];
-    qsort(v, k, sizeof(*v), by_idx);
-    for (size_t i = 0; i < k; i++)
-        uniq[i] = v[i].f;
+    for (size_t j = 0; j < n; j++) {
+        if (j == 0 || v[j].f != v[j - 1].f) {
+            runs[k] = (struct pidx){(weft_future *)(uintptr_t)k, v[j].i};
+            k++;
+        }
+        if (map != NULL)
+            map[v[j].i] = k - 1; /* run number, for now */
+    }
+    qsort(runs, k, sizeof(*runs), by_idx); /* runs in order of first appearance */
+    for (size_t u = 0; u < k; u++) {
+        uniq[u] = fs[runs[u].i];
+        pos[(uintptr_t)runs[u].f] = u;
+    }
+    if (map != NULL)
+        for (size_t i = 0; i < n; i++)
+            map[i] = pos[map[i]];
     free(v);
+    free(runs);
+    free(pos);
     *m = k;
     return 0;
 }
@@ -216,15 +234,17 @@ static void wait_disarm(void *ctx)
     collector_disarm(((struct wait_ctx *)ctx)->c);
 }
 
-static size_t fill_done(weft_future *const *fs, size_t n, bool *done, weft_future *const *uniq,
-                        size_t m)
+/* Reads each distinct future's state once, so that done[] and *ndone agree, and so do the
+ * entries of a duplicated future. ud: scratch space for m flags. */
+static size_t fill_done(size_t n, bool *done, weft_future *const *uniq, size_t m, const size_t *map,
+                        bool *ud)
 {
+    size_t k = 0;
+    for (size_t u = 0; u < m; u++)
+        k += ud[u] = weft_future_done(uniq[u]);
     if (done != NULL)
         for (size_t i = 0; i < n; i++)
-            done[i] = weft_future_done(fs[i]);
-    size_t k = 0;
-    for (size_t i = 0; i < m; i++)
-        k += weft_future_done(uniq[i]);
+            done[i] = ud[map[i]];
     return k;
 }
 
@@ -237,11 +257,14 @@ WEFT_API int weft_wait(weft_future *const *fs, size_t n, int64_t timeout_ns, int
     if (mode < WEFT_FIRST_COMPLETED || mode > WEFT_ALL_COMPLETED)
         return WEFT_EINVAL;
     int64_t deadline = weft_deadline_(timeout_ns);
-    weft_future **uniq = malloc(n * sizeof(*uniq));
+    /* One allocation for the distinct futures, the input -> distinct map and the flags. */
+    weft_future **uniq = malloc(n * (sizeof(*uniq) + sizeof(size_t) + sizeof(bool)));
     if (uniq == NULL)
         return WEFT_ENOMEM;
+    size_t *map = (size_t *)(uniq + n);
+    bool *ud = (bool *)(map + n);
     size_t m;
-    if ((rc = distinct(fs, n, uniq, &m)) != 0) {
+    if ((rc = distinct(fs, n, uniq, &m, map)) != 0) {
         free(uniq);
         return rc;
     }
@@ -287,7 +310,7 @@ WEFT_API int weft_wait(weft_future *const *fs, size_t n, int64_t timeout_ns, int
             }
         }
     }
-    size_t k = fill_done(fs, n, done, uniq, m);
+    size_t k = fill_done(n, done, uniq, m, map, ud);
     if (ndone != NULL)
         *ndone = k;
     free(uniq);
@@ -332,7 +355,7 @@ WEFT_API int weft_as_completed_init(weft_future *const *fs, size_t n, int64_t ti
     weft_as_completed *it = calloc(1, sizeof(*it));
     weft_future **uniq = malloc(n * sizeof(*uniq));
     size_t m = 0;
-    if (it == NULL || uniq == NULL || distinct(fs, n, uniq, &m) != 0 ||
+    if (it == NULL || uniq == NULL || distinct(fs, n, uniq, &m, NULL) != 0 ||
         (it->c = collector_new(m)) == NULL) {
         free(uniq);
         free(it);

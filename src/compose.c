@@ -52,6 +52,24 @@ static void *then_task(void *arg)
     return NULL;
 }
 
+/* Done-callback of the continuation's own task. then_task, once it runs, always finishes
+ * normally (the continuation reports through `out`, with its own failure slot), and frees
+ * `t`. Any other outcome means the pool dropped the task before it started: `t` is still
+ * ours, and `out` must not stay pending. */
+static void then_task_done(weft_future *task, void *arg)
+{
+    int st = weft_future_state(task);
+    if (st == WEFT_FINISHED)
+        return; /* ran: `t` is gone, do not touch it */
+    struct then_ctx *t = arg;
+    if (st == WEFT_CANCELLED)
+        weft_future_cancel(t->out);
+    else
+        weft_future_set_error(t->out, weft_future_error(task),
+                              "weft_then: the pool dropped the continuation before it ran");
+    then_finish(t);
+}
+
 static void then_cb(weft_future *src, void *arg)
 {
     (void)src;
@@ -68,6 +86,10 @@ static void then_cb(weft_future *src, void *arg)
         then_finish(t);
         return;
     }
+    /* The pool may still drop the task before it starts (shutdown with cancel_futures, a
+     * broken pool): watch for that, so that `out` never stays pending. `t` may be freed by
+     * then_task from here on; then_task_done only touches it if then_task never ran. */
+    weft_future_add_done_callback(task, then_task_done, t);
     weft_future_release(task); /* the continuation reports through `out` */
 }
 

@@ -31,6 +31,8 @@ WEFT_API const char *weft_strerror(int code)
         return "the task failed";
     case WEFT_ENOTWORKER:
         return "must be called from a task running on a pool's worker";
+    case WEFT_EEND:
+        return "the iterator has nothing more to yield";
     default:
         break;
     }

@@ -180,8 +180,9 @@ WEFT_INTERNAL void weft_future_release_pool_ref_(struct weft_future *f);
 WEFT_INTERNAL int weft_future_code_(const struct weft_future *f, uint32_t s);
 
 /* A condition a thread can block on: ready() tests it; arm() prepares a futex sleep and
- * returns false if the condition already holds (else sets the word and the value to sleep
- * on); disarm() (may be NULL) undoes arm after the sleep. */
+ * returns false if something changed since ready() looked (test again, do not sleep), else
+ * sets the word and the value to sleep on; disarm() (may be NULL) undoes arm after the
+ * sleep. */
 struct weft_waitable {
     bool (*ready)(void *ctx);
     bool (*arm)(void *ctx, _Atomic uint32_t **word, uint32_t *expect);

@@ -356,7 +356,7 @@ bool weft_block_(const struct weft_waitable *c, int64_t deadline, int64_t spin_n
         _Atomic uint32_t *word;
         uint32_t expect;
         if (!c->arm(c->ctx, &word, &expect))
-            return true;
+            continue; /* something changed: test the condition again */
         int64_t until = deadline;
         if (w != NULL) {
             /* A waiting worker sleeps in slices, then looks for work again: new tasks may
