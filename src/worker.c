@@ -198,9 +198,12 @@ static struct weft_future *find_remote(struct weft_worker *w)
             struct weft_worker *v = &p->workers[(start + k) % n];
             if (v == w)
                 continue;
-            struct weft_future *f = steal_from(w, v);
+            /* The victim's inbox first: one CAS takes a whole batch of submissions that
+             * nobody has started, where a steal moves one task and contends with its
+             * owner. */
+            struct weft_future *f = inbox_take(w, v);
             if (f == NULL)
-                f = inbox_take(w, v);
+                f = steal_from(w, v);
             if (f != NULL)
                 return f;
             /* Nothing public there: ask the owner to expose a private task (forkjoin.c).
@@ -415,7 +418,7 @@ static struct weft_future *search(struct weft_worker *w)
              * the thread about to give us work needs, for the whole spin window. The first
              * rounds poll without a system call; sched_yield returns at once on an idle
              * CPU. */
-            if (round > 16 && (round & 3) == 0)
+            if (round > 4)
                 sched_yield();
             else
                 for (int i = 0; i < 32; i++)
