@@ -8,6 +8,10 @@
  *   fanout <n>      this (outside) thread weft_submits n tasks, keeping the futures, then
  *                   waits for each (weft_future_result) and releases it.
  *   latency <n>     weft_submit an empty task + weft_future_result + release, n times.
+ *   map <n>         weft_map over n tiny items (automatic chunk size); ns per item.
+ *   mapsubmit <n>   the same with a plain loop: weft_submit per item, then wait for each in
+ *                   order (what weft_map's chunking saves).
+ *   ascompleted <n> weft_submit n tiny tasks, then collect them with weft_as_completed.
  *   idle <seconds>  CPU time the pool uses over <seconds> with nothing to do, after work.
  *
  * The pool has <threads> workers (weft_pool_options.num_threads); pinning follows
@@ -25,7 +29,7 @@
 #define WEFT_BENCH_RUNTIME "weft"
 #endif
 #ifndef WEFT_BENCH_WORKLOADS
-#define WEFT_BENCH_WORKLOADS "fib nqueens uts fanout latency idle"
+#define WEFT_BENCH_WORKLOADS "fib nqueens uts fanout latency map mapsubmit ascompleted idle"
 #endif
 
 static weft_pool *pool;
@@ -215,6 +219,77 @@ static double fanout_once(const perf_args *a, void *ctx, double *metric)
     return (double)(t1 - t0) / 1e9;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * map, mapsubmit, ascompleted
+ * ------------------------------------------------------------------------------------- */
+struct map_ctx {
+    void **in, **out;
+    weft_future **f;
+};
+
+static void *map_item(void *x)
+{
+    return (void *)(intptr_t)perf_map_item((long)(intptr_t)x);
+}
+
+static double map_once(const perf_args *a, void *ctx, double *metric)
+{
+    struct map_ctx *m = ctx;
+    long n = a->n;
+    int64_t t0 = perf_now_ns();
+    size_t bad = 0;
+    int rc = weft_map(pool, map_item, m->in, (size_t)n, m->out, NULL, &bad);
+    int64_t t1 = perf_now_ns();
+    if (rc != 0)
+        perf_die("weft_map: %s at %zu", weft_strerror(rc), bad);
+    perf_map_check(a->runtime, n, m->out);
+    *metric = (double)(t1 - t0) / (double)n;
+    return (double)(t1 - t0) / 1e9;
+}
+
+static double mapsubmit_once(const perf_args *a, void *ctx, double *metric)
+{
+    struct map_ctx *m = ctx;
+    long n = a->n;
+    int64_t t0 = perf_now_ns();
+    for (long i = 0; i < n; i++)
+        submit(map_item, m->in[i], &m->f[i]);
+    for (long i = 0; i < n; i++)
+        m->out[i] = (void *)result(m->f[i]);
+    int64_t t1 = perf_now_ns();
+    perf_map_check(a->runtime, n, m->out);
+    *metric = (double)(t1 - t0) / (double)n;
+    return (double)(t1 - t0) / 1e9;
+}
+
+static double ascompleted_once(const perf_args *a, void *ctx, double *metric)
+{
+    struct map_ctx *m = ctx;
+    long n = a->n;
+    int64_t t0 = perf_now_ns();
+    for (long i = 0; i < n; i++)
+        submit(identity, (void *)(intptr_t)(i + 1), &m->f[i]);
+    weft_as_completed *it;
+    int rc = weft_as_completed_init(m->f, (size_t)n, WEFT_FOREVER, &it);
+    if (rc != 0)
+        perf_die("weft_as_completed_init: %s", weft_strerror(rc));
+    long sum = 0, got = 0;
+    weft_future *f;
+    while ((rc = weft_as_completed_next(it, &f)) == 0) {
+        sum += (long)result(f); /* releases the iterator's reference */
+        got++;
+    }
+    weft_as_completed_destroy(it);
+    for (long i = 0; i < n; i++)
+        weft_future_release(m->f[i]); /* ours, from weft_submit */
+    int64_t t1 = perf_now_ns();
+    if (rc != WEFT_EEND || got != n)
+        perf_die("weft as_completed: %ld of %ld yielded, rc %d", got, n, rc);
+    perf_fanout_check(a->runtime, n, sum);
+    *metric = (double)(t1 - t0) / (double)n;
+    return (double)(t1 - t0) / 1e9;
+}
+
 static void roundtrip(void *ctx, long i)
 {
     (void)ctx;
@@ -263,6 +338,21 @@ int main(int argc, char **argv)
         free(f);
     } else if (strcmp(a.workload, "latency") == 0) {
         perf_latency_loop(&a, roundtrip, NULL);
+    } else if (strcmp(a.workload, "map") == 0 || strcmp(a.workload, "mapsubmit") == 0 ||
+               strcmp(a.workload, "ascompleted") == 0) {
+        struct map_ctx m = {perf_xmalloc((size_t)a.n * sizeof(void *)),
+                            perf_xmalloc((size_t)a.n * sizeof(void *)),
+                            perf_xmalloc((size_t)a.n * sizeof(weft_future *))};
+        for (long i = 0; i < a.n; i++)
+            m.in[i] = (void *)(intptr_t)i;
+        perf_loop(&a,
+                  a.workload[0] == 'a'   ? ascompleted_once
+                  : a.workload[3] == 's' ? mapsubmit_once
+                                         : map_once,
+                  &m, "ns/item");
+        free(m.in);
+        free(m.out);
+        free(m.f);
     } else if (strcmp(a.workload, "idle") == 0) {
         idle(&a);
     } else {

@@ -177,7 +177,8 @@ static inline perf_args perf_warmup_args(const perf_args *a)
             if (strcmp(a->param, map[i][0]) == 0)
                 w.param = map[i][1];
         return w;
-    } else if ((strcmp(a->workload, "fanout") == 0 || strcmp(a->workload, "latency") == 0) &&
+    } else if ((strcmp(a->workload, "fanout") == 0 || strcmp(a->workload, "latency") == 0 ||
+                strncmp(a->workload, "map", 3) == 0 || strcmp(a->workload, "ascompleted") == 0) &&
                a->n >= 1000) {
         w.n = a->n / 10;
     }
@@ -354,6 +355,21 @@ static inline void perf_fanout_check(const char *runtime, long n, long got)
     long want = n * (n + 1) / 2;
     if (got != want)
         perf_die("%s fanout(%ld): sum of results %ld, expected %ld", runtime, n, got, want);
+}
+
+/* map: out[i] = perf_map_item(i) for i in 0..n-1, a tiny pure function; the whole output
+ * array is checked, in order. */
+static inline long perf_map_item(long x)
+{
+    return 3 * x + 1;
+}
+
+static inline void perf_map_check(const char *runtime, long n, void *const *out)
+{
+    for (long i = 0; i < n; i++)
+        if ((long)(intptr_t)out[i] != perf_map_item(i))
+            perf_die("%s map(%ld): out[%ld] = %ld, expected %ld", runtime, n, i,
+                     (long)(intptr_t)out[i], perf_map_item(i));
 }
 
 static inline void perf_count_check(const char *runtime, const char *what, long n, long got)

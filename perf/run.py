@@ -56,6 +56,9 @@ PARAMS = {
         "uts": ["T1", "T3"],
         "fanout": ["1000000"],
         "latency": ["100000"],
+        "map": ["1000000"],
+        "mapsubmit": ["1000000"],
+        "ascompleted": ["100000"],
         "idle": ["5"],
     },
     "quick": {
@@ -64,6 +67,9 @@ PARAMS = {
         "uts": ["T1S", "T3S"],
         "fanout": ["100000"],
         "latency": ["10000"],
+        "map": ["100000"],
+        "mapsubmit": ["100000"],
+        "ascompleted": ["10000"],
         "idle": ["1"],
     },
     "large": {
@@ -72,10 +78,14 @@ PARAMS = {
         "uts": ["T1L", "T3L"],
         "fanout": ["10000000"],
         "latency": ["100000"],
+        "map": ["10000000"],
+        "mapsubmit": ["10000000"],
+        "ascompleted": ["1000000"],
         "idle": ["5"],
     },
 }
-WORKLOAD_ORDER = ["fib", "nqueens", "uts", "fanout", "latency", "idle"]
+WORKLOAD_ORDER = ["fib", "nqueens", "uts", "fanout", "latency", "map", "mapsubmit", "ascompleted",
+                  "idle"]
 # Seconds per cell after which the slow runtimes stop at 3 runs (PERF_CELL_BUDGET_S), and
 # the timeout of one invocation, per mode.
 CELL_BUDGET = {"default": 15.0, "quick": 4.0, "large": 120.0}
@@ -92,6 +102,7 @@ GOALS = {
     "fanout": ["libuv", "mutex"],
     "latency-p50": ["libuv", "mutex"],
     "latency-p99": ["libuv", "mutex"],
+    "map": ["tbb", "omp-gomp", "omp-llvm"],
 }
 
 RESULT_RE = re.compile(r"^RESULT (.*)$")
@@ -131,8 +142,8 @@ class Row:
             return f"latency {pct} ({int(self.param):,} round trips), µs"
         if self.base == "idle":
             return f"idle {self.param} s, % of a core"
-        if self.base == "fanout":
-            return f"fanout({int(self.param):,}), ms"
+        if self.param.isdigit() and self.base not in ("fib", "nqueens"):
+            return f"{self.workload}({int(self.param):,}), ms"
         return f"{self.workload}({self.param}), ms"
 
     def value(self, rec):

@@ -174,9 +174,27 @@ static double fanout_once(const perf_args *a, void *ctx, double *metric)
     return (double)(t1 - t0) / 1e9;
 }
 
+/* map: an OpenMP taskloop over the items (the runtime chooses the grain). */
+static double map_once(const perf_args *a, void *ctx, double *metric)
+{
+    void **out = ctx;
+    long n = a->n;
+    size_t un = (size_t)n; /* unsigned: clang's taskloop lowering warns on a signed bound */
+    int64_t t0 = perf_now_ns();
+#pragma omp parallel num_threads(nthreads) shared(un, out)
+#pragma omp single
+#pragma omp taskloop
+    for (size_t i = 0; i < un; i++)
+        out[i] = (void *)(intptr_t)perf_map_item((long)i);
+    int64_t t1 = perf_now_ns();
+    perf_map_check(a->runtime, n, out);
+    *metric = (double)(t1 - t0) / (double)n;
+    return (double)(t1 - t0) / 1e9;
+}
+
 int main(int argc, char **argv)
 {
-    perf_args a = perf_parse(argc, argv, OMP_RUNTIME_NAME, "fib nqueens uts fanout idle");
+    perf_args a = perf_parse(argc, argv, OMP_RUNTIME_NAME, "fib nqueens uts fanout map idle");
     nthreads = a.threads;
     omp_set_dynamic(0);
 
@@ -189,6 +207,10 @@ int main(int argc, char **argv)
         perf_loop(&a, uts_once, NULL, "ns/node");
     } else if (strcmp(a.workload, "fanout") == 0) {
         perf_loop(&a, fanout_once, NULL, "ns/task");
+    } else if (strcmp(a.workload, "map") == 0) {
+        void **out = perf_xmalloc((size_t)a.n * sizeof(*out));
+        perf_loop(&a, map_once, out, "ns/item");
+        free(out);
     } else if (strcmp(a.workload, "idle") == 0) {
         double window = perf_idle_seconds(&a);
         perf_args w = a;

@@ -24,7 +24,9 @@
 
 #include <atomic>
 #include <memory>
+#include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 
@@ -202,6 +204,22 @@ void roundtrip(void *, long i)
         lat_done.wait(v, std::memory_order_acquire);
 }
 
+// map: tbb::parallel_for over the items, TBB's automatic partitioner choosing the chunks.
+double map_once(const perf_args *a, void *ctx, double *metric)
+{
+    void **out = static_cast<void **>(ctx);
+    long n = a->n;
+    int64_t t0 = perf_now_ns();
+    tbb::parallel_for(tbb::blocked_range<long>(0, n), [out](const tbb::blocked_range<long> &r) {
+        for (long i = r.begin(); i != r.end(); ++i)
+            out[i] = reinterpret_cast<void *>(intptr_t(perf_map_item(i)));
+    });
+    int64_t t1 = perf_now_ns();
+    perf_map_check(a->runtime, n, out);
+    *metric = double(t1 - t0) / double(n);
+    return double(t1 - t0) / 1e9;
+}
+
 size_t stack_size()
 {
     struct rlimit rl;
@@ -214,7 +232,7 @@ size_t stack_size()
 
 int main(int argc, char **argv)
 {
-    perf_args a = perf_parse(argc, argv, "tbb", "fib nqueens uts fanout latency idle");
+    perf_args a = perf_parse(argc, argv, "tbb", "fib nqueens uts fanout latency map idle");
     bool outside = strcmp(a.workload, "fanout") == 0 || strcmp(a.workload, "latency") == 0;
     tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism,
                                     size_t(a.threads) + (outside ? 1 : 0));
@@ -227,6 +245,9 @@ int main(int argc, char **argv)
         perf_loop(&a, nqueens_once, nullptr, "ns/task");
     } else if (strcmp(a.workload, "uts") == 0) {
         perf_loop(&a, uts_once, nullptr, "ns/node");
+    } else if (strcmp(a.workload, "map") == 0) {
+        std::unique_ptr<void *[]> out(new void *[size_t(a.n)]);
+        perf_loop(&a, map_once, out.get(), "ns/item");
     } else if (outside) {
         tbb::task_arena ar(a.threads, 0);
         arena = &ar;
