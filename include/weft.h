@@ -405,6 +405,21 @@ void weft_map_options_init(weft_map_options *opts);
 int weft_map(weft_pool *pool, weft_fn fn, void *const *inputs, size_t n, void **outputs,
              const weft_map_options *opts, size_t *failed_index);
 
+/* A loop body over the index range [begin, end): returns 0, or an error code that stops
+ * the loop (see weft_parallel_for). */
+typedef int (*weft_range_fn)(size_t begin, size_t end, void *arg);
+
+/* Runs fn over [0, n) on the pool, split by recursive halving (weft_spawn/weft_join, so idle
+ * workers steal the large halves first) into ranges of at most `grain` indices (0 =
+ * automatic: about n / (8 * workers), at least 1). The C counterpart of oneTBB's
+ * parallel_for: the body loops over a whole range itself, so the compiler can inline and
+ * vectorise it, where weft_map calls a function per element. Returns when every range is
+ * done: 0, or the code returned by a failing range (the first to fail); once one has
+ * failed, ranges not yet started are skipped. Also WEFT_EINVAL (NULL pool or fn),
+ * WEFT_ESHUTDOWN, WEFT_EBROKEN. Callable from a task on the same pool (nested loops run on
+ * the calling worker's deque); everything fn wrote happens-before the return. */
+int weft_parallel_for(weft_pool *pool, size_t n, size_t grain, weft_range_fn fn, void *arg);
+
 /* ---------------------------------------------------------------------------------------
  * Composition: continuations, combinators, timeouts (no thread blocks on any of them)
  * ------------------------------------------------------------------------------------- */

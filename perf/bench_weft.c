@@ -12,6 +12,8 @@
  *   mapsubmit <n>   the same with a plain loop: weft_submit per item, then wait for each in
  *                   order (what weft_map's chunking saves).
  *   ascompleted <n> weft_submit n tiny tasks, then collect them with weft_as_completed.
+ *   parfor <n>      the map's loop through weft_parallel_for: the body loops over a range
+ *                   (as oneTBB's parallel_for and OpenMP's taskloop bodies do).
  *   idle <seconds>  CPU time the pool uses over <seconds> with nothing to do, after work.
  *
  * The pool has <threads> workers (weft_pool_options.num_threads); pinning follows
@@ -29,7 +31,7 @@
 #define WEFT_BENCH_RUNTIME "weft"
 #endif
 #ifndef WEFT_BENCH_WORKLOADS
-#define WEFT_BENCH_WORKLOADS "fib nqueens uts fanout latency map mapsubmit ascompleted idle"
+#define WEFT_BENCH_WORKLOADS "fib nqueens uts fanout latency map mapsubmit ascompleted parfor idle"
 #endif
 
 static weft_pool *pool;
@@ -290,6 +292,28 @@ static double ascompleted_once(const perf_args *a, void *ctx, double *metric)
     return (double)(t1 - t0) / 1e9;
 }
 
+static int parfor_body(size_t begin, size_t end, void *arg)
+{
+    void **out = arg;
+    for (size_t i = begin; i < end; i++)
+        out[i] = (void *)(intptr_t)perf_map_item((long)i);
+    return 0;
+}
+
+static double parfor_once(const perf_args *a, void *ctx, double *metric)
+{
+    struct map_ctx *m = ctx;
+    long n = a->n;
+    int64_t t0 = perf_now_ns();
+    int rc = weft_parallel_for(pool, (size_t)n, 0, parfor_body, m->out);
+    int64_t t1 = perf_now_ns();
+    if (rc != 0)
+        perf_die("weft_parallel_for: %s", weft_strerror(rc));
+    perf_map_check(a->runtime, n, m->out);
+    *metric = (double)(t1 - t0) / (double)n;
+    return (double)(t1 - t0) / 1e9;
+}
+
 static void roundtrip(void *ctx, long i)
 {
     (void)ctx;
@@ -339,17 +363,17 @@ int main(int argc, char **argv)
     } else if (strcmp(a.workload, "latency") == 0) {
         perf_latency_loop(&a, roundtrip, NULL);
     } else if (strcmp(a.workload, "map") == 0 || strcmp(a.workload, "mapsubmit") == 0 ||
-               strcmp(a.workload, "ascompleted") == 0) {
+               strcmp(a.workload, "ascompleted") == 0 || strcmp(a.workload, "parfor") == 0) {
         struct map_ctx m = {perf_xmalloc((size_t)a.n * sizeof(void *)),
                             perf_xmalloc((size_t)a.n * sizeof(void *)),
                             perf_xmalloc((size_t)a.n * sizeof(weft_future *))};
         for (long i = 0; i < a.n; i++)
             m.in[i] = (void *)(intptr_t)i;
-        perf_loop(&a,
-                  a.workload[0] == 'a'   ? ascompleted_once
-                  : a.workload[3] == 's' ? mapsubmit_once
-                                         : map_once,
-                  &m, "ns/item");
+        perf_once_fn once = strcmp(a.workload, "map") == 0         ? map_once
+                            : strcmp(a.workload, "mapsubmit") == 0 ? mapsubmit_once
+                            : strcmp(a.workload, "parfor") == 0    ? parfor_once
+                                                                   : ascompleted_once;
+        perf_loop(&a, once, &m, "ns/item");
         free(m.in);
         free(m.out);
         free(m.f);

@@ -178,7 +178,8 @@ static inline perf_args perf_warmup_args(const perf_args *a)
                 w.param = map[i][1];
         return w;
     } else if ((strcmp(a->workload, "fanout") == 0 || strcmp(a->workload, "latency") == 0 ||
-                strncmp(a->workload, "map", 3) == 0 || strcmp(a->workload, "ascompleted") == 0) &&
+                strncmp(a->workload, "map", 3) == 0 || strcmp(a->workload, "ascompleted") == 0 ||
+                strcmp(a->workload, "parfor") == 0) &&
                a->n >= 1000) {
         w.n = a->n / 10;
     }

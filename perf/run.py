@@ -58,6 +58,7 @@ PARAMS = {
         "latency": ["100000"],
         "map": ["1000000"],
         "mapsubmit": ["1000000"],
+        "parfor": ["1000000"],
         "ascompleted": ["100000"],
         "idle": ["5"],
     },
@@ -69,6 +70,7 @@ PARAMS = {
         "latency": ["10000"],
         "map": ["100000"],
         "mapsubmit": ["100000"],
+        "parfor": ["100000"],
         "ascompleted": ["10000"],
         "idle": ["1"],
     },
@@ -80,12 +82,13 @@ PARAMS = {
         "latency": ["100000"],
         "map": ["10000000"],
         "mapsubmit": ["10000000"],
+        "parfor": ["10000000"],
         "ascompleted": ["1000000"],
         "idle": ["5"],
     },
 }
-WORKLOAD_ORDER = ["fib", "nqueens", "uts", "fanout", "latency", "map", "mapsubmit", "ascompleted",
-                  "idle"]
+WORKLOAD_ORDER = ["fib", "nqueens", "uts", "fanout", "latency", "map", "mapsubmit", "parfor",
+                  "ascompleted", "idle"]
 # Seconds per cell after which the slow runtimes stop at 3 runs (PERF_CELL_BUDGET_S), and
 # the timeout of one invocation, per mode.
 CELL_BUDGET = {"default": 15.0, "quick": 4.0, "large": 120.0}
@@ -103,6 +106,7 @@ GOALS = {
     "latency-p50": ["libuv", "mutex"],
     "latency-p99": ["libuv", "mutex"],
     "map": ["tbb", "omp-gomp", "omp-llvm"],
+    "parfor": ["tbb", "omp-gomp", "omp-llvm"],
 }
 
 RESULT_RE = re.compile(r"^RESULT (.*)$")

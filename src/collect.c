@@ -558,3 +558,73 @@ WEFT_API int weft_map(weft_pool *pool, weft_fn fn, void *const *inputs, size_t n
         *failed_index = bad;
     return rc;
 }
+
+/* ---------------------------------------------------------------------------------------
+ * weft_parallel_for: recursive halving on the fork-join fast path
+ * ------------------------------------------------------------------------------------- */
+struct pfor {
+    weft_range_fn fn;
+    void *arg;
+    size_t grain;
+    _Atomic int err; /* first failure's code, 0 while none */
+};
+
+struct pfor_range {
+    struct pfor *pf;
+    size_t begin, end;
+};
+
+#define PFOR_MAX_SPLITS 64 /* halvings per task: enough for any size_t range */
+
+static void *pfor_task(void *a)
+{
+    const struct pfor_range *r = a;
+    struct pfor *pf = r->pf;
+    size_t b = r->begin, e = r->end;
+    weft_task t[PFOR_MAX_SPLITS];
+    struct pfor_range right[PFOR_MAX_SPLITS];
+    int k = 0;
+    /* Split off right halves (stealable, largest first) until the rest fits the grain. */
+    while (e - b > pf->grain && k < PFOR_MAX_SPLITS) {
+        size_t mid = b + (e - b) / 2;
+        right[k] = (struct pfor_range){pf, mid, e};
+        if (weft_spawn(&t[k], pfor_task, &right[k]) != 0)
+            break; /* cannot spawn: do the rest here */
+        k++;
+        e = mid;
+    }
+    /* Relaxed: a skip hint; the failure itself is published by the joins. */
+    if (atomic_load_explicit(&pf->err, memory_order_relaxed) == 0) {
+        int rc = pf->fn(b, e, pf->arg);
+        int zero = 0;
+        if (rc != 0)
+            atomic_compare_exchange_strong_explicit(&pf->err, &zero, rc, memory_order_relaxed,
+                                                    memory_order_relaxed);
+    }
+    while (k-- > 0)
+        weft_join(&t[k], NULL);
+    return NULL;
+}
+
+WEFT_API int weft_parallel_for(weft_pool *pool, size_t n, size_t grain, weft_range_fn fn, void *arg)
+{
+    if (pool == NULL || fn == NULL)
+        return WEFT_EINVAL;
+    if (n == 0)
+        return 0;
+    if (grain == 0) {
+        grain = n / (8 * (size_t)weft_pool_size(pool));
+        if (grain == 0)
+            grain = 1;
+    }
+    struct pfor pf = {fn, arg, grain, 0};
+    struct pfor_range root = {&pf, 0, n};
+    if (weft_current_pool() == pool) {
+        pfor_task(&root); /* nested: this worker is already in the pool */
+    } else {
+        int rc = weft_run(pool, pfor_task, &root, NULL);
+        if (rc != 0)
+            return rc;
+    }
+    return atomic_load_explicit(&pf.err, memory_order_relaxed);
+}

@@ -707,6 +707,102 @@ static void map_rejects_bad_arguments(void **state)
     assert_int_equal(weft_pool_destroy(p), 0);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * weft_parallel_for
+ * ------------------------------------------------------------------------------------- */
+struct pfor_ctx {
+    _Atomic int *hits;
+    size_t fail_at; /* a range containing this index fails; SIZE_MAX: none */
+    _Atomic long ranges;
+};
+
+static int pfor_body(size_t begin, size_t end, void *arg)
+{
+    struct pfor_ctx *c = arg;
+    atomic_fetch_add(&c->ranges, 1);
+    if (c->fail_at >= begin && c->fail_at < end)
+        return -EIO;
+    for (size_t i = begin; i < end; i++)
+        atomic_fetch_add_explicit(&c->hits[i], 1, memory_order_relaxed);
+    return 0;
+}
+
+static void check_pfor(weft_pool *p, size_t n, size_t grain)
+{
+    struct pfor_ctx c = {calloc(n + 1, sizeof(_Atomic int)), SIZE_MAX, 0};
+    assert_non_null(c.hits);
+    assert_int_equal(weft_parallel_for(p, n, grain, pfor_body, &c), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(atomic_load(&c.hits[i]), 1); /* every index exactly once */
+    assert_int_equal(atomic_load(&c.hits[n]), 0);
+    if (grain > 0 && n > 0)
+        assert_true((size_t)atomic_load(&c.ranges) >= (n + grain - 1) / grain);
+    free((void *)c.hits);
+}
+
+static void parallel_for_runs_every_index_exactly_once(void **state)
+{
+    (void)state;
+    weft_pool *p = make_pool(2);
+    check_pfor(p, SCALED(100003), 0);
+    check_pfor(p, SCALED(100003), 1);
+    check_pfor(p, SCALED(100003), 7);
+    check_pfor(p, 1000, SIZE_MAX); /* one range */
+    check_pfor(p, 1, 0);
+    assert_int_equal(weft_parallel_for(p, 0, 0, pfor_body, NULL), 0); /* nothing to do */
+    assert_int_equal(weft_pool_destroy(p), 0);
+}
+
+static void parallel_for_reports_a_failing_range_and_skips_the_rest(void **state)
+{
+    (void)state;
+    weft_pool *p = make_pool(2);
+    size_t n = SCALED(100000);
+    struct pfor_ctx c = {calloc(n, sizeof(_Atomic int)), n / 2, 0};
+    assert_int_equal(weft_parallel_for(p, n, 1, pfor_body, &c), -EIO);
+    long done = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(atomic_load(&c.hits[i]) <= 1); /* never twice */
+        done += atomic_load(&c.hits[i]);
+    }
+    assert_int_equal(atomic_load(&c.hits[n / 2]), 0); /* the failing index did not run */
+    assert_true(done < (long)n);
+    free((void *)c.hits);
+    assert_int_equal(weft_pool_destroy(p), 0);
+}
+
+static void *pfor_nested_task(void *arg)
+{
+    struct pfor_ctx *c = arg;
+    int rc = weft_parallel_for(weft_current_pool(), 5000, 3, pfor_body, c);
+    return (void *)(intptr_t)rc;
+}
+
+static void parallel_for_nested_in_a_task_on_one_worker_does_not_deadlock(void **state)
+{
+    (void)state;
+    weft_pool *p = make_pool(1);
+    struct pfor_ctx c = {calloc(5000, sizeof(_Atomic int)), SIZE_MAX, 0};
+    void *v = (void *)1;
+    assert_int_equal(weft_run(p, pfor_nested_task, &c, &v), 0);
+    assert_ptr_equal(v, NULL);
+    for (size_t i = 0; i < 5000; i++)
+        assert_int_equal(atomic_load(&c.hits[i]), 1);
+    free((void *)c.hits);
+    assert_int_equal(weft_pool_destroy(p), 0);
+}
+
+static void parallel_for_rejects_bad_arguments_and_closed_pools(void **state)
+{
+    (void)state;
+    weft_pool *p = make_pool(1);
+    assert_int_equal(weft_parallel_for(NULL, 10, 0, pfor_body, NULL), WEFT_EINVAL);
+    assert_int_equal(weft_parallel_for(p, 10, 0, NULL, NULL), WEFT_EINVAL);
+    assert_int_equal(weft_pool_shutdown(p, true, false), 0);
+    assert_int_equal(weft_parallel_for(p, 10, 0, pfor_body, NULL), WEFT_ESHUTDOWN);
+    assert_int_equal(weft_pool_destroy(p), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -727,6 +823,10 @@ int main(void)
         cmocka_unit_test(map_on_a_shut_down_pool_returns_eshutdown),
         cmocka_unit_test(map_on_a_broken_pool_returns_ebroken),
         cmocka_unit_test(map_rejects_bad_arguments),
+        cmocka_unit_test(parallel_for_runs_every_index_exactly_once),
+        cmocka_unit_test(parallel_for_reports_a_failing_range_and_skips_the_rest),
+        cmocka_unit_test(parallel_for_nested_in_a_task_on_one_worker_does_not_deadlock),
+        cmocka_unit_test(parallel_for_rejects_bad_arguments_and_closed_pools),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

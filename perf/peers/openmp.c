@@ -194,7 +194,8 @@ static double map_once(const perf_args *a, void *ctx, double *metric)
 
 int main(int argc, char **argv)
 {
-    perf_args a = perf_parse(argc, argv, OMP_RUNTIME_NAME, "fib nqueens uts fanout map idle");
+    perf_args a =
+        perf_parse(argc, argv, OMP_RUNTIME_NAME, "fib nqueens uts fanout map parfor idle");
     nthreads = a.threads;
     omp_set_dynamic(0);
 
@@ -207,7 +208,7 @@ int main(int argc, char **argv)
         perf_loop(&a, uts_once, NULL, "ns/node");
     } else if (strcmp(a.workload, "fanout") == 0) {
         perf_loop(&a, fanout_once, NULL, "ns/task");
-    } else if (strcmp(a.workload, "map") == 0) {
+    } else if (strcmp(a.workload, "map") == 0 || strcmp(a.workload, "parfor") == 0) {
         void **out = perf_xmalloc((size_t)a.n * sizeof(*out));
         perf_loop(&a, map_once, out, "ns/item");
         free(out);

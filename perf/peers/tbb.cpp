@@ -232,7 +232,7 @@ size_t stack_size()
 
 int main(int argc, char **argv)
 {
-    perf_args a = perf_parse(argc, argv, "tbb", "fib nqueens uts fanout latency map idle");
+    perf_args a = perf_parse(argc, argv, "tbb", "fib nqueens uts fanout latency map parfor idle");
     bool outside = strcmp(a.workload, "fanout") == 0 || strcmp(a.workload, "latency") == 0;
     tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism,
                                     size_t(a.threads) + (outside ? 1 : 0));
@@ -245,7 +245,7 @@ int main(int argc, char **argv)
         perf_loop(&a, nqueens_once, nullptr, "ns/task");
     } else if (strcmp(a.workload, "uts") == 0) {
         perf_loop(&a, uts_once, nullptr, "ns/node");
-    } else if (strcmp(a.workload, "map") == 0) {
+    } else if (strcmp(a.workload, "map") == 0 || strcmp(a.workload, "parfor") == 0) {
         std::unique_ptr<void *[]> out(new void *[size_t(a.n)]);
         perf_loop(&a, map_once, out.get(), "ns/item");
     } else if (outside) {
