@@ -24,24 +24,20 @@ static void then_finish(struct then_ctx *t)
     free(t);
 }
 
+static void *then_thunk(void *arg)
+{
+    struct then_ctx *t = arg;
+    return t->cont(t->src, t->arg);
+}
+
 /* Runs the continuation as the body of `out`, with weft_fail recording into it. */
 static void then_run(struct then_ctx *t)
 {
     if (weft_future_set_running(t->out) != 0)
         return; /* cancelled before it started */
-    struct weft_tls *tl = &weft_tls_;
-    struct weft_future *saved = tl->current;
-    int saved_code = tl->fail_code;
-    char *saved_msg = tl->fail_msg;
-    tl->current = t->out;
-    tl->fail_code = 0;
-    tl->fail_msg = NULL;
-    void *v = t->cont(t->src, t->arg);
-    int code = tl->fail_code;
-    char *msg = tl->fail_msg;
-    tl->current = saved;
-    tl->fail_code = saved_code;
-    tl->fail_msg = saved_msg;
+    int code;
+    char *msg;
+    void *v = weft_call_(t->out, then_thunk, t, &code, &msg);
     weft_future_complete_(t->out, v, code, msg);
 }
 

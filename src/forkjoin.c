@@ -95,20 +95,11 @@ WEFT_API int weft_spawn(weft_task *t, weft_fn fn, void *arg)
 /* Runs a task that nobody else ever saw, as a plain call. */
 static void *run_inline(struct weft_worker *w, struct weft_future *f, int *err)
 {
-    struct weft_tls *tl = &weft_tls_;
-    struct weft_future *saved = tl->current;
-    int saved_code = tl->fail_code;
-    char *saved_msg = tl->fail_msg;
-    tl->current = f;
-    tl->fail_code = 0;
-    tl->fail_msg = NULL;
-    void *v = f->fn(f->arg);
-    int code = tl->fail_code;
-    if (WEFT_UNLIKELY(tl->fail_msg != NULL))
-        free(tl->fail_msg); /* weft_join reports the code only */
-    tl->current = saved;
-    tl->fail_code = saved_code;
-    tl->fail_msg = saved_msg;
+    int code;
+    char *msg;
+    void *v = weft_call_(f, f->fn, f->arg, &code, &msg);
+    if (WEFT_UNLIKELY(msg != NULL))
+        free(msg); /* weft_join reports the code only */
     ctr_inc(&w->ctr.inline_joins); /* weft_pool_stats adds these to tasks_run */
     if (err != NULL)
         *err = code;

@@ -169,6 +169,29 @@ struct weft_tls {
 };
 extern __thread struct weft_tls weft_tls_ __attribute__((tls_model("initial-exec"))) WEFT_INTERNAL;
 
+/* Runs fn(arg) as the body of `current` (what weft_current_future and weft_fail see),
+ * with a fresh failure slot, and restores the caller's context after: tasks nest (a worker
+ * that waits runs other tasks inside the waiting one). Returns fn's value; *code and *msg
+ * get what weft_fail recorded (0 and NULL if nothing; *msg is the caller's to free). */
+static inline void *weft_call_(struct weft_future *current, weft_fn fn, void *arg, int *code,
+                               char **msg)
+{
+    struct weft_tls *tl = &weft_tls_;
+    struct weft_future *saved = tl->current;
+    int saved_code = tl->fail_code;
+    char *saved_msg = tl->fail_msg;
+    tl->current = current;
+    tl->fail_code = 0;
+    tl->fail_msg = NULL;
+    void *v = fn(arg);
+    *code = tl->fail_code;
+    *msg = tl->fail_msg;
+    tl->current = saved;
+    tl->fail_code = saved_code;
+    tl->fail_msg = saved_msg;
+    return v;
+}
+
 /* ---------------------------------------------------------------------------------------
  * Cross-file internal functions
  * ------------------------------------------------------------------------------------- */

@@ -227,7 +227,6 @@ static struct weft_future *find_any(struct weft_worker *w)
  * ------------------------------------------------------------------------------------- */
 void weft_run_task_(struct weft_worker *w, struct weft_future *f)
 {
-    struct weft_tls *tl = &weft_tls_;
     /* Relaxed: ST_TASK is fixed at initialisation, published with the task. */
     uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
     bool task = (s & ST_TASK) != 0;
@@ -257,20 +256,9 @@ void weft_run_task_(struct weft_worker *w, struct weft_future *f)
             return;
         }
     }
-    struct weft_future *saved = tl->current;
-    int saved_code = tl->fail_code;
-    char *saved_msg = tl->fail_msg;
-    tl->current = f;
-    tl->fail_code = 0;
-    tl->fail_msg = NULL;
-
-    void *v = f->fn(f->arg);
-
-    int code = tl->fail_code;
-    char *msg = tl->fail_msg;
-    tl->current = saved;
-    tl->fail_code = saved_code;
-    tl->fail_msg = saved_msg;
+    int code;
+    char *msg;
+    void *v = weft_call_(f, f->fn, f->arg, &code, &msg);
     ctr_inc(&w->ctr.tasks_run);
     if (task) {
         free(msg); /* weft_join reports the code only */
