@@ -178,8 +178,9 @@ int weft_current_worker(void);
  * each counter is exact, the set is not a single snapshot. */
 typedef struct weft_stats {
     uint64_t tasks_run;     /* tasks (futures and spawned tasks) executed */
-    uint64_t spawns;        /* tasks pushed onto a worker's own deque */
-    uint64_t submits;       /* futures submitted from outside threads */
+    uint64_t spawns;        /* weft_spawn calls, and weft_submit calls made by tasks */
+    uint64_t submits;       /* futures submitted from outside threads (counted when a
+                               worker takes them from an inbox) */
     uint64_t steals;        /* tasks taken from another worker's deque */
     uint64_t failed_steals; /* steal attempts that found nothing or lost a race */
     uint64_t inbox_takes;   /* batches taken from submission inboxes */
