@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
 #include "weft.h"
 
 #include <errno.h>
@@ -27,146 +28,13 @@
 #include <string.h>
 #include <time.h>
 
-#ifndef WEFT_STRESS_SCALE
-#define WEFT_STRESS_SCALE 1
-#endif
-#define SCALED(n) ((n) / WEFT_STRESS_SCALE > 0 ? (n) / WEFT_STRESS_SCALE : 1)
-
-#define MS 1000000LL /* nanoseconds */
-
 /* ---------------------------------------------------------------------------------------
  * Helpers
  * ------------------------------------------------------------------------------------- */
-typedef struct latch {
-    pthread_mutex_t m;
-    pthread_cond_t c;
-    int open;
-} latch;
-
-static void latch_init(latch *l)
-{
-    pthread_mutex_init(&l->m, NULL);
-    pthread_cond_init(&l->c, NULL);
-    l->open = 0;
-}
-
-static void latch_open(latch *l)
-{
-    pthread_mutex_lock(&l->m);
-    l->open = 1;
-    pthread_cond_broadcast(&l->c);
-    pthread_mutex_unlock(&l->m);
-}
-
-static void latch_wait(latch *l)
-{
-    pthread_mutex_lock(&l->m);
-    while (!l->open)
-        pthread_cond_wait(&l->c, &l->m);
-    pthread_mutex_unlock(&l->m);
-}
-
-static void latch_destroy(latch *l)
-{
-    pthread_cond_destroy(&l->c);
-    pthread_mutex_destroy(&l->m);
-}
-
-static latch *latch_new(void)
-{
-    latch *l = malloc(sizeof(*l));
-    assert_non_null(l);
-    latch_init(l);
-    return l;
-}
-
-static void latch_free(latch *l)
-{
-    latch_destroy(l);
-    free(l);
-}
 
 static weft_pool *make_pool(unsigned n)
 {
-    weft_pool_options o;
-    weft_pool_options_init(&o);
-    o.num_threads = n;
-    o.name = "tcomp";
-    weft_pool *p = NULL;
-    assert_int_equal(weft_pool_create(&o, &p), 0);
-    assert_non_null(p);
-    return p;
-}
-
-static weft_future *promise(void)
-{
-    weft_future *f = NULL;
-    assert_int_equal(weft_future_create(&f), 0);
-    assert_non_null(f);
-    return f;
-}
-
-/* A task that announces it started, then blocks until released; it may fail afterwards. */
-struct gate {
-    latch *started; /* on the heap: a worker left waiting by a failed test never blocks on */
-    latch *release; /* (or writes to) a later test's stack frame */
-    void *ret;
-    int fail_code;
-    atomic_int finished;
-};
-
-static void gate_init(struct gate *g, void *ret)
-{
-    g->started = latch_new();
-    g->release = latch_new();
-    g->ret = ret;
-    g->fail_code = 0;
-    atomic_init(&g->finished, 0);
-}
-
-static void gate_destroy(struct gate *g)
-{
-    latch_free(g->started);
-    latch_free(g->release);
-}
-
-static void *gate_task(void *arg)
-{
-    struct gate *g = arg;
-    /* Read before announcing the start (which the test waits for): if a failed test never
-     * releases the gate, this worker touches the test's stack frame no more. */
-    latch *release = g->release;
-    latch_open(g->started);
-    latch_wait(release);
-    atomic_store(&g->finished, 1);
-    if (g->fail_code != 0)
-        return weft_fail(g->fail_code, "gate failed late");
-    return g->ret;
-}
-
-static weft_future *submit_gate(weft_pool *p, struct gate *g)
-{
-    weft_future *f = NULL;
-    assert_int_equal(weft_submit(p, gate_task, g, &f), 0);
-    latch_wait(g->started);
-    return f;
-}
-
-static void *count_task(void *arg)
-{
-    atomic_fetch_add((atomic_int *)arg, 1);
-    return arg;
-}
-
-static void *ident_task(void *arg)
-{
-    return arg;
-}
-
-static void release_all(weft_future **fs, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        weft_future_release(fs[i]);
+    return make_pool_named(n, "tcomp");
 }
 
 /* What a continuation saw. */
@@ -198,6 +66,16 @@ static void *cont_record(weft_future *src, void *arg)
     r->pool = weft_current_pool();
     atomic_fetch_add(&r->runs, 1);
     return r->src_code == 0 ? (void *)((intptr_t)v + 1) : (void *)0x99;
+}
+
+/* A promise source with cont_record attached (run inline when p is NULL, else on p): resets
+ * r, stores the new future in *out and returns the source, still PENDING. */
+static weft_future *then_record(weft_pool *p, struct rec *r, weft_future **out)
+{
+    rec_init(r);
+    weft_future *src = promise();
+    assert_int_equal(weft_then(src, p, cont_record, r, out), 0);
+    return src;
 }
 
 static void *cont_fail(weft_future *src, void *arg)
@@ -267,10 +145,8 @@ static void then_inline_runs_in_the_completing_thread_with_the_source_value(void
 {
     (void)state;
     struct rec r;
-    rec_init(&r);
-    weft_future *src = promise();
     weft_future *out = NULL;
-    assert_int_equal(weft_then(src, NULL, cont_record, &r, &out), 0);
+    weft_future *src = then_record(NULL, &r, &out);
     assert_non_null(out);
     assert_int_equal(atomic_load(&r.runs), 0);
     assert_int_equal(weft_future_state(out), WEFT_PENDING);
@@ -297,10 +173,8 @@ static void then_inline_receives_the_error_of_the_source(void **state)
 {
     (void)state;
     struct rec r;
-    rec_init(&r);
-    weft_future *src = promise();
     weft_future *out = NULL;
-    assert_int_equal(weft_then(src, NULL, cont_record, &r, &out), 0);
+    weft_future *src = then_record(NULL, &r, &out);
     assert_int_equal(weft_future_set_error(src, EIO, "disk"), 0);
     assert_int_equal(atomic_load(&r.runs), 1);
     assert_true(pthread_equal(r.thread, pthread_self()));
@@ -319,10 +193,8 @@ static void then_on_a_pool_runs_the_continuation_on_a_worker(void **state)
     weft_pool *p = make_pool(2);
     /* Value of a promise source. */
     struct rec r;
-    rec_init(&r);
-    weft_future *src = promise();
     weft_future *out = NULL;
-    assert_int_equal(weft_then(src, p, cont_record, &r, &out), 0);
+    weft_future *src = then_record(p, &r, &out);
     assert_int_equal(weft_future_set_value(src, (void *)9), 0);
     void *v = NULL;
     assert_int_equal(weft_future_result(out, WEFT_FOREVER, &v), 0);
@@ -387,10 +259,8 @@ static void then_cancelled_before_it_runs_never_runs_the_continuation(void **sta
     (void)state;
     /* Inline, cancelled before the source completes. */
     struct rec r;
-    rec_init(&r);
-    weft_future *src = promise();
     weft_future *out = NULL;
-    assert_int_equal(weft_then(src, NULL, cont_record, &r, &out), 0);
+    weft_future *src = then_record(NULL, &r, &out);
     assert_int_equal(weft_future_cancel(out), 0);
     assert_int_equal(weft_future_set_value(src, (void *)5), 0); /* callbacks ran here */
     assert_int_equal(atomic_load(&r.runs), 0);
@@ -415,10 +285,8 @@ static void then_cancelled_before_it_runs_never_runs_the_continuation(void **sta
 
     /* On a pool, cancelled before the source completes. */
     struct rec r2;
-    rec_init(&r2);
-    weft_future *src2 = promise();
     weft_future *out2 = NULL;
-    assert_int_equal(weft_then(src2, p, cont_record, &r2, &out2), 0);
+    weft_future *src2 = then_record(p, &r2, &out2);
     assert_int_equal(weft_future_cancel(out2), 0);
     assert_int_equal(weft_future_set_value(src2, NULL), 0);
 
@@ -498,10 +366,8 @@ static void then_on_a_cancelled_source_runs_and_sees_ecanceled(void **state)
 {
     (void)state;
     struct rec r;
-    rec_init(&r);
-    weft_future *src = promise();
     weft_future *out = NULL;
-    assert_int_equal(weft_then(src, NULL, cont_record, &r, &out), 0);
+    weft_future *src = then_record(NULL, &r, &out);
     assert_int_equal(weft_future_cancel(src), 0);
     assert_int_equal(atomic_load(&r.runs), 1);
     assert_int_equal(r.src_code, WEFT_ECANCELED);
@@ -517,10 +383,8 @@ static void then_on_a_shut_down_pool_fails_the_new_future_with_eshutdown(void **
     (void)state;
     weft_pool *p = make_pool(1);
     struct rec r;
-    rec_init(&r);
-    weft_future *src = promise();
     weft_future *out = NULL;
-    assert_int_equal(weft_then(src, p, cont_record, &r, &out), 0);
+    weft_future *src = then_record(p, &r, &out);
     assert_int_equal(weft_pool_shutdown(p, true, false), 0);
     assert_int_equal(weft_future_set_value(src, NULL), 0);
     assert_int_equal(weft_future_result(out, WEFT_FOREVER, NULL), WEFT_ESHUTDOWN);
@@ -542,10 +406,8 @@ then_on_a_pool_that_cancels_the_queued_continuation_completes_the_new_future(voi
     gate_init(&g, NULL);
     weft_future *held = submit_gate(p, &g);
     struct rec r;
-    rec_init(&r);
-    weft_future *src = promise();
     weft_future *out = NULL;
-    assert_int_equal(weft_then(src, p, cont_record, &r, &out), 0);
+    weft_future *src = then_record(p, &r, &out);
     assert_int_equal(weft_future_set_value(src, NULL), 0); /* continuation queued */
     assert_int_equal(weft_pool_shutdown(p, false, true), 0);
     /* Bounded, so that the bug fails the test instead of hanging it. */
@@ -606,10 +468,8 @@ static void then_releasing_the_new_future_early_still_runs_the_continuation(void
     (void)state;
     weft_pool *p = make_pool(2);
     struct rec r;
-    rec_init(&r);
-    weft_future *src = promise();
     weft_future *out = NULL;
-    assert_int_equal(weft_then(src, p, cont_record, &r, &out), 0);
+    weft_future *src = then_record(p, &r, &out);
     weft_future_release(out);
     weft_future *out2 = NULL;
     struct rec r2;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
 #include "weft.h"
 
 #include <errno.h>
@@ -23,48 +24,9 @@
 #include <string.h>
 #include <time.h>
 
-#ifndef WEFT_STRESS_SCALE
-#define WEFT_STRESS_SCALE 1
-#endif
-#define SCALED(n) ((n) / WEFT_STRESS_SCALE)
-
 /* ---------------------------------------------------------------------------------------
  * Helpers
  * ------------------------------------------------------------------------------------- */
-typedef struct latch {
-    pthread_mutex_t m;
-    pthread_cond_t c;
-    int open;
-} latch;
-
-static void latch_init(latch *l)
-{
-    pthread_mutex_init(&l->m, NULL);
-    pthread_cond_init(&l->c, NULL);
-    l->open = 0;
-}
-
-static void latch_open(latch *l)
-{
-    pthread_mutex_lock(&l->m);
-    l->open = 1;
-    pthread_cond_broadcast(&l->c);
-    pthread_mutex_unlock(&l->m);
-}
-
-static void latch_wait(latch *l)
-{
-    pthread_mutex_lock(&l->m);
-    while (!l->open)
-        pthread_cond_wait(&l->c, &l->m);
-    pthread_mutex_unlock(&l->m);
-}
-
-static void latch_destroy(latch *l)
-{
-    pthread_cond_destroy(&l->c);
-    pthread_mutex_destroy(&l->m);
-}
 
 static weft_pool *make_pool_opts(unsigned n, unsigned deque_size)
 {
@@ -288,10 +250,6 @@ static void forkjoin_concurrent_trees_from_several_threads(void **state)
 /* ---------------------------------------------------------------------------------------
  * Outside a worker
  * ------------------------------------------------------------------------------------- */
-static void *ident_task(void *arg)
-{
-    return arg;
-}
 
 static void forkjoin_spawn_and_join_outside_worker_fail_enotworker(void **state)
 {

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
 #include "weft.h"
 
 #include <errno.h>
@@ -25,121 +26,15 @@
 #include <string.h>
 #include <time.h>
 
-#ifndef WEFT_STRESS_SCALE
-#define WEFT_STRESS_SCALE 1
-#endif
-#define SCALED(n) ((n) / WEFT_STRESS_SCALE)
-
-#define MS 1000000LL /* nanoseconds */
-
 /* ---------------------------------------------------------------------------------------
  * Helpers
  * ------------------------------------------------------------------------------------- */
-typedef struct latch {
-    pthread_mutex_t m;
-    pthread_cond_t c;
-    int open;
-} latch;
-
-static void latch_init(latch *l)
-{
-    pthread_mutex_init(&l->m, NULL);
-    pthread_cond_init(&l->c, NULL);
-    l->open = 0;
-}
-
-static void latch_open(latch *l)
-{
-    pthread_mutex_lock(&l->m);
-    l->open = 1;
-    pthread_cond_broadcast(&l->c);
-    pthread_mutex_unlock(&l->m);
-}
-
-static void latch_wait(latch *l)
-{
-    pthread_mutex_lock(&l->m);
-    while (!l->open)
-        pthread_cond_wait(&l->c, &l->m);
-    pthread_mutex_unlock(&l->m);
-}
-
-static void latch_destroy(latch *l)
-{
-    pthread_cond_destroy(&l->c);
-    pthread_mutex_destroy(&l->m);
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 static weft_pool *make_pool(unsigned n)
 {
-    weft_pool_options o;
-    weft_pool_options_init(&o);
-    o.num_threads = n;
-    o.name = "tfut";
-    weft_pool *p = NULL;
-    assert_int_equal(weft_pool_create(&o, &p), 0);
-    assert_non_null(p);
+    weft_pool *p = make_pool_named(n, "tfut");
     assert_int_equal(weft_pool_size(p), n);
     return p;
-}
-
-/* A task that announces it started, then blocks until released: holds a worker (and its
- * future) in RUNNING for as long as the test wants. */
-struct gate {
-    latch started;
-    latch release;
-    atomic_int runs;
-    void *ret;
-};
-
-static void gate_init(struct gate *g, void *ret)
-{
-    latch_init(&g->started);
-    latch_init(&g->release);
-    atomic_init(&g->runs, 0);
-    g->ret = ret;
-}
-
-static void gate_destroy(struct gate *g)
-{
-    latch_destroy(&g->started);
-    latch_destroy(&g->release);
-}
-
-static void *gate_task(void *arg)
-{
-    struct gate *g = arg;
-    atomic_fetch_add(&g->runs, 1);
-    latch_open(&g->started);
-    latch_wait(&g->release);
-    return g->ret;
-}
-
-static void *count_task(void *arg)
-{
-    atomic_fetch_add((atomic_int *)arg, 1);
-    return arg;
-}
-
-static void *ident_task(void *arg)
-{
-    return arg;
-}
-
-/* Occupies the only worker of a 1-worker pool; returns the running gate future. */
-static weft_future *hold_worker(weft_pool *p, struct gate *g)
-{
-    weft_future *f = NULL;
-    assert_int_equal(weft_submit(p, gate_task, g, &f), 0);
-    latch_wait(&g->started);
-    return f;
 }
 
 /* Records callback invocations: order, thread, and what the future looked like. */
@@ -366,7 +261,7 @@ static void future_pool_task_goes_pending_running_finished(void **state)
     weft_pool *p = make_pool(1);
     struct gate g;
     gate_init(&g, (void *)0x51);
-    weft_future *running = hold_worker(p, &g);
+    weft_future *running = submit_gate(p, &g);
     assert_int_equal(weft_future_state(running), WEFT_RUNNING);
     assert_true(weft_future_running(running));
     assert_false(weft_future_done(running));
@@ -378,7 +273,7 @@ static void future_pool_task_goes_pending_running_finished(void **state)
     assert_int_equal(weft_future_state(queued), WEFT_PENDING); /* the only worker is busy */
     assert_false(weft_future_done(queued));
 
-    latch_open(&g.release);
+    latch_open(g.release);
     void *v = NULL;
     assert_int_equal(weft_future_result(running, WEFT_FOREVER, &v), 0);
     assert_ptr_equal(v, (void *)0x51);
@@ -401,7 +296,7 @@ static void future_pool_cancel_queued_task_never_runs(void **state)
     weft_pool *p = make_pool(1);
     struct gate g;
     gate_init(&g, NULL);
-    weft_future *running = hold_worker(p, &g);
+    weft_future *running = submit_gate(p, &g);
 
     atomic_int ran = 0;
     weft_future *queued = NULL;
@@ -411,7 +306,7 @@ static void future_pool_cancel_queued_task_never_runs(void **state)
     assert_true(weft_future_cancelled(queued));
     assert_int_equal(weft_future_result(queued, 0, NULL), WEFT_ECANCELED);
 
-    latch_open(&g.release);
+    latch_open(g.release);
     assert_int_equal(weft_future_result(running, WEFT_FOREVER, NULL), 0);
     assert_int_equal(weft_pool_destroy(p), 0); /* every queued item has been dequeued */
     assert_int_equal(atomic_load(&ran), 0);
@@ -436,9 +331,9 @@ static void future_pool_failed_task_refuses_cancel(void **state)
     gate_init(&g, NULL);
     weft_future *f = NULL;
     assert_int_equal(weft_submit(p, fail_after_gate_task, &g, &f), 0);
-    latch_wait(&g.started);
+    latch_wait(g.started);
     assert_int_equal(weft_future_cancel(f), WEFT_ESTATE);
-    latch_open(&g.release);
+    latch_open(g.release);
     assert_int_equal(weft_future_result(f, WEFT_FOREVER, NULL), -EPIPE);
     assert_int_equal(weft_future_state(f), WEFT_FAILED);
     assert_int_equal(weft_future_cancel(f), WEFT_ESTATE);
@@ -744,10 +639,10 @@ static void future_many_waiters_on_pool_task_all_woken(void **state)
     struct waiters w = {0};
     pthread_t t[WAITERS];
     struct waiter_arg a[WAITERS];
-    w.f = hold_worker(p, &g);
+    w.f = submit_gate(p, &g);
     w.timeout = WEFT_FOREVER;
     start_waiters(&w, t, a);
-    latch_open(&g.release);
+    latch_open(g.release);
     join_waiters(t);
     for (int i = 0; i < WAITERS; i++) {
         assert_int_equal(w.rc[i], 0);
@@ -796,7 +691,7 @@ static void future_waiters_on_queued_pool_task_woken_by_cancel(void **state)
     weft_pool *p = make_pool(1);
     struct gate g;
     gate_init(&g, NULL);
-    weft_future *running = hold_worker(p, &g);
+    weft_future *running = submit_gate(p, &g);
     atomic_int ran = 0;
     struct waiters w = {0};
     pthread_t t[WAITERS];
@@ -812,7 +707,7 @@ static void future_waiters_on_queued_pool_task_woken_by_cancel(void **state)
     join_waiters(t);
     for (int i = 0; i < WAITERS; i++)
         assert_int_equal(w.rc[i], WEFT_ECANCELED);
-    latch_open(&g.release);
+    latch_open(g.release);
     assert_int_equal(weft_pool_destroy(p), 0);
     assert_int_equal(atomic_load(&ran), 0);
     weft_future_release(w.f);
@@ -948,11 +843,11 @@ static void future_callbacks_on_pool_task_run_in_completing_worker(void **state)
     struct cb_log log;
     cb_log_init(&log);
     struct cb_arg a[3] = {{&log, 0}, {&log, 1}, {&log, 2}};
-    weft_future *f = hold_worker(p, &g);
+    weft_future *f = submit_gate(p, &g);
     for (int i = 0; i < 3; i++)
         assert_int_equal(weft_future_add_done_callback(f, log_cb, &a[i]), 0);
     assert_int_equal(log.n, 0);
-    latch_open(&g.release);
+    latch_open(g.release);
     assert_int_equal(weft_future_result(f, WEFT_FOREVER, NULL), 0);
     /* Callbacks run after waiters are released: wait for the pool to settle. */
     assert_int_equal(weft_pool_shutdown(p, true, false), 0);
@@ -1052,9 +947,9 @@ static void future_callback_may_call_weft_on_same_future(void **state)
     struct gate g;
     gate_init(&g, (void *)0x456);
     memset(&r, 0, sizeof(r));
-    f = hold_worker(p, &g);
+    f = submit_gate(p, &g);
     assert_int_equal(weft_future_add_done_callback(f, reentrant_cb, &r), 0);
-    latch_open(&g.release);
+    latch_open(g.release);
     assert_int_equal(weft_pool_shutdown(p, true, false), 0);
     assert_int_equal(r.outer_runs, 1);
     assert_int_equal(r.state, WEFT_FINISHED);
@@ -1156,14 +1051,6 @@ static void future_callbacks_added_concurrently_with_completion_run_exactly_once
     pthread_barrier_destroy(&r.end);
 }
 
-/* The same against pool completion: callbacks registered right after submit, while the
- * task may be queued, running or already done. */
-static void cnt_cb(weft_future *f, void *arg)
-{
-    (void)f;
-    atomic_fetch_add((atomic_int *)arg, 1);
-}
-
 static void future_callbacks_on_racing_pool_tasks_run_exactly_once(void **state)
 {
     (void)state;
@@ -1256,7 +1143,7 @@ static void future_result_times_out_on_queued_and_running_pool_tasks(void **stat
     weft_pool *p = make_pool(1);
     struct gate g;
     gate_init(&g, (void *)0x8);
-    weft_future *running = hold_worker(p, &g);
+    weft_future *running = submit_gate(p, &g);
     weft_future *queued = NULL;
     assert_int_equal(weft_submit(p, ident_task, (void *)0x9, &queued), 0);
     assert_int_equal(weft_future_result(running, 0, NULL), WEFT_ETIMEDOUT);
@@ -1265,7 +1152,7 @@ static void future_result_times_out_on_queued_and_running_pool_tasks(void **stat
     assert_int_equal(weft_future_result(queued, 1 * MS, NULL), WEFT_ETIMEDOUT);
     assert_int_equal(weft_future_state(running), WEFT_RUNNING);
     assert_int_equal(weft_future_state(queued), WEFT_PENDING);
-    latch_open(&g.release);
+    latch_open(g.release);
     void *v = NULL;
     assert_int_equal(weft_future_result(queued, WEFT_FOREVER, &v), 0);
     assert_ptr_equal(v, (void *)0x9);
@@ -1453,7 +1340,7 @@ static void future_release_before_task_runs_is_safe(void **state)
     weft_pool *p = make_pool(1);
     struct gate g;
     gate_init(&g, NULL);
-    weft_future *running = hold_worker(p, &g);
+    weft_future *running = submit_gate(p, &g);
     atomic_int ran = 0;
     for (int i = 0; i < 16; i++) {
         weft_future *f = NULL;
@@ -1461,7 +1348,7 @@ static void future_release_before_task_runs_is_safe(void **state)
         weft_future_release(f); /* the pool's own reference keeps it alive */
     }
     weft_future_release(running); /* even the running one */
-    latch_open(&g.release);
+    latch_open(g.release);
     assert_int_equal(weft_pool_destroy(p), 0);
     assert_int_equal(atomic_load(&ran), 16); /* released early, still run */
     assert_int_equal(atomic_load(&g.runs), 1);

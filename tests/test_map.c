@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
 #include "weft.h"
 
 #include <errno.h>
@@ -25,69 +26,15 @@
 #include <string.h>
 #include <time.h>
 
-#ifndef WEFT_STRESS_SCALE
-#define WEFT_STRESS_SCALE 1
-#endif
-#define SCALED(n) ((n) / WEFT_STRESS_SCALE > 0 ? (n) / WEFT_STRESS_SCALE : 1)
-
-#define MS       1000000LL /* nanoseconds */
 #define SENTINEL ((void *)(intptr_t)-12345)
 
 /* ---------------------------------------------------------------------------------------
  * Helpers
  * ------------------------------------------------------------------------------------- */
-typedef struct latch {
-    pthread_mutex_t m;
-    pthread_cond_t c;
-    int open;
-} latch;
-
-static void latch_init(latch *l)
-{
-    pthread_mutex_init(&l->m, NULL);
-    pthread_cond_init(&l->c, NULL);
-    l->open = 0;
-}
-
-static void latch_open(latch *l)
-{
-    pthread_mutex_lock(&l->m);
-    l->open = 1;
-    pthread_cond_broadcast(&l->c);
-    pthread_mutex_unlock(&l->m);
-}
-
-static void latch_wait(latch *l)
-{
-    pthread_mutex_lock(&l->m);
-    while (!l->open)
-        pthread_cond_wait(&l->c, &l->m);
-    pthread_mutex_unlock(&l->m);
-}
-
-static void latch_destroy(latch *l)
-{
-    pthread_cond_destroy(&l->c);
-    pthread_mutex_destroy(&l->m);
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 static weft_pool *make_pool(unsigned n)
 {
-    weft_pool_options o;
-    weft_pool_options_init(&o);
-    o.num_threads = n;
-    o.name = "tmap";
-    weft_pool *p = NULL;
-    assert_int_equal(weft_pool_create(&o, &p), 0);
-    assert_non_null(p);
-    return p;
+    return make_pool_named(n, "tmap");
 }
 
 static void *square_plus_one(void *x)

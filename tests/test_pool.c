@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
 #include "weft.h"
 
 #include <dirent.h>
@@ -25,55 +26,9 @@
 #include <string.h>
 #include <time.h>
 
-#ifndef WEFT_STRESS_SCALE
-#define WEFT_STRESS_SCALE 1
-#endif
-#define SCALED(n) ((n) / WEFT_STRESS_SCALE)
-
 /* ---------------------------------------------------------------------------------------
  * Helpers
  * ------------------------------------------------------------------------------------- */
-typedef struct latch {
-    pthread_mutex_t m;
-    pthread_cond_t c;
-    int open;
-} latch;
-
-static void latch_init(latch *l)
-{
-    pthread_mutex_init(&l->m, NULL);
-    pthread_cond_init(&l->c, NULL);
-    l->open = 0;
-}
-
-static void latch_open(latch *l)
-{
-    pthread_mutex_lock(&l->m);
-    l->open = 1;
-    pthread_cond_broadcast(&l->c);
-    pthread_mutex_unlock(&l->m);
-}
-
-static void latch_wait(latch *l)
-{
-    pthread_mutex_lock(&l->m);
-    while (!l->open)
-        pthread_cond_wait(&l->c, &l->m);
-    pthread_mutex_unlock(&l->m);
-}
-
-static void latch_destroy(latch *l)
-{
-    pthread_cond_destroy(&l->c);
-    pthread_mutex_destroy(&l->m);
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 /* Polls cond for up to 20 s (a bound against hangs, not a performance expectation). */
 #define EVENTUALLY(cond)                                                                           \
@@ -81,18 +36,6 @@ static void sleep_ms(long ms)
         for (int ev_i_ = 0; ev_i_ < 20000 && !(cond); ev_i_++)                                     \
             sleep_ms(1);                                                                           \
     } while (0)
-
-static weft_pool *make_pool_named(unsigned n, const char *name)
-{
-    weft_pool_options o;
-    weft_pool_options_init(&o);
-    o.num_threads = n;
-    o.name = name;
-    weft_pool *p = NULL;
-    assert_int_equal(weft_pool_create(&o, &p), 0);
-    assert_non_null(p);
-    return p;
-}
 
 static weft_pool *make_pool(unsigned n)
 {
@@ -181,55 +124,6 @@ static int threads_with_prefix(const char *prefix)
         if (strncmp(names[i], prefix, strlen(prefix)) == 0)
             c++;
     return c;
-}
-
-struct gate {
-    latch started;
-    latch release;
-    atomic_int runs;
-    void *ret;
-};
-
-static void gate_init(struct gate *g, void *ret)
-{
-    latch_init(&g->started);
-    latch_init(&g->release);
-    atomic_init(&g->runs, 0);
-    g->ret = ret;
-}
-
-static void gate_destroy(struct gate *g)
-{
-    latch_destroy(&g->started);
-    latch_destroy(&g->release);
-}
-
-static void *gate_task(void *arg)
-{
-    struct gate *g = arg;
-    atomic_fetch_add(&g->runs, 1);
-    latch_open(&g->started);
-    latch_wait(&g->release);
-    return g->ret;
-}
-
-static weft_future *hold_worker(weft_pool *p, struct gate *g)
-{
-    weft_future *f = NULL;
-    assert_int_equal(weft_submit(p, gate_task, g, &f), 0);
-    latch_wait(&g->started);
-    return f;
-}
-
-static void *count_task(void *arg)
-{
-    atomic_fetch_add((atomic_int *)arg, 1);
-    return arg;
-}
-
-static void *ident_task(void *arg)
-{
-    return arg;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -718,7 +612,7 @@ static void pool_submit_after_shutdown_fails(void **state)
     l.rc = 1;
     weft_future *running = NULL;
     assert_int_equal(weft_submit(p, late_submit_task, &l, &running), 0);
-    latch_wait(&l.g.started);
+    latch_wait(l.g.started);
 
     assert_int_equal(weft_pool_shutdown(p, false, false), 0);
     weft_future *f = (weft_future *)0x1;
@@ -728,7 +622,7 @@ static void pool_submit_after_shutdown_fails(void **state)
     assert_int_equal(weft_pool_shutdown(p, false, false), 0); /* idempotent */
 
     /* From inside a task that was already running: refused too. */
-    latch_open(&l.g.release);
+    latch_open(l.g.release);
     assert_int_equal(weft_future_result(running, WEFT_FOREVER, NULL), 0);
     assert_int_equal(l.rc, WEFT_ESHUTDOWN);
     assert_null(l.out);
@@ -814,19 +708,13 @@ static void pool_destroy_waits_for_queued_work_and_keeps_futures(void **state)
     }
 }
 
-static void cnt_cb(weft_future *f, void *arg)
-{
-    (void)f;
-    atomic_fetch_add((atomic_int *)arg, 1);
-}
-
 static void pool_shutdown_cancel_futures_cancels_queued_running_completes(void **state)
 {
     (void)state;
     weft_pool *p = make_pool(1);
     struct gate g;
     gate_init(&g, (void *)0x33);
-    weft_future *running = hold_worker(p, &g);
+    weft_future *running = submit_gate(p, &g);
     atomic_int ran = 0, cbs = 0;
     weft_future *queued[10];
     for (int i = 0; i < 10; i++) {
@@ -845,7 +733,7 @@ static void pool_shutdown_cancel_futures_cancels_queued_running_completes(void *
     weft_future *refused = (weft_future *)0x1;
     assert_int_equal(weft_submit(p, count_task, &ran, &refused), WEFT_ESHUTDOWN);
     assert_null(refused);
-    latch_open(&g.release);
+    latch_open(g.release);
     void *v = NULL;
     assert_int_equal(weft_future_result(running, WEFT_FOREVER, &v), 0);
     assert_ptr_equal(v, (void *)0x33);
@@ -886,7 +774,7 @@ static void pool_shutdown_cancel_futures_cancels_children_queued_on_busy_worker(
     gate_init(&h.g, NULL);
     weft_future *parent = NULL;
     assert_int_equal(weft_submit(p, holding_parent_task, &h, &parent), 0);
-    latch_wait(&h.g.started);
+    latch_wait(h.g.started);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(h.rc[i], 0);
         assert_int_equal(weft_future_state(h.kids[i]), WEFT_PENDING);
@@ -897,7 +785,7 @@ static void pool_shutdown_cancel_futures_cancels_children_queued_on_busy_worker(
         if (weft_future_state(h.kids[i]) != WEFT_CANCELLED)
             not_cancelled++;
     /* Release the worker before asserting, so that a failure does not leave it blocked. */
-    latch_open(&h.g.release);
+    latch_open(h.g.release);
     assert_int_equal(weft_future_result(parent, WEFT_FOREVER, NULL), 0);
     assert_int_equal(weft_pool_destroy(p), 0);
     assert_int_equal(atomic_load(&h.ran), 0);
@@ -938,7 +826,7 @@ static void pool_shutdown_wait_and_cancel_cancels_queued_and_waits_for_running(v
     gate_init(&h.g, (void *)0x44);
     weft_future *parent = NULL;
     assert_int_equal(weft_submit(p, holding_parent_task, &h, &parent), 0);
-    latch_wait(&h.g.started);
+    latch_wait(h.g.started);
     atomic_int ran = 0, cbs = 0;
     weft_future *queued[10];
     for (int i = 0; i < 10; i++) {
@@ -952,7 +840,7 @@ static void pool_shutdown_wait_and_cancel_cancels_queued_and_waits_for_running(v
     EVENTUALLY(atomic_load(&cbs) == 10);
     assert_int_equal(atomic_load(&cbs), 10);
     assert_int_equal(weft_future_state(parent), WEFT_RUNNING);
-    latch_open(&h.g.release);
+    latch_open(h.g.release);
     pthread_join(t, NULL);
     assert_int_equal(c.rc, 0);
     void *v = NULL;
@@ -1008,7 +896,7 @@ static void pool_shutdown_without_wait_returns_while_task_blocked(void **state)
     weft_pool *p = make_pool(2);
     struct gate g;
     gate_init(&g, (void *)0x5);
-    weft_future *running = hold_worker(p, &g);
+    weft_future *running = submit_gate(p, &g);
     atomic_int ran = 0;
     weft_future *queued = NULL;
     assert_int_equal(weft_submit(p, count_task, &ran, &queued), 0);
@@ -1018,7 +906,7 @@ static void pool_shutdown_without_wait_returns_while_task_blocked(void **state)
     weft_future *refused = (weft_future *)0x1;
     assert_int_equal(weft_submit(p, count_task, &ran, &refused), WEFT_ESHUTDOWN);
     assert_null(refused);
-    latch_open(&g.release);
+    latch_open(g.release);
     assert_int_equal(weft_pool_destroy(p), 0);
     void *v = NULL;
     assert_int_equal(weft_future_result(running, 0, &v), 0);
@@ -1050,7 +938,7 @@ static void pool_shutdown_wait_from_another_thread_blocks_until_done(void **stat
     weft_pool *p = make_pool(1);
     struct gate g;
     gate_init(&g, NULL);
-    weft_future *running = hold_worker(p, &g);
+    weft_future *running = submit_gate(p, &g);
     atomic_int ran = 0;
     weft_future *queued[8];
     for (int i = 0; i < 8; i++)
@@ -1069,7 +957,7 @@ static void pool_shutdown_wait_from_another_thread_blocks_until_done(void **stat
         }
     }
     assert_int_equal(rc, WEFT_ESHUTDOWN);
-    latch_open(&g.release);
+    latch_open(g.release);
     pthread_join(t, NULL);
     assert_int_equal(a.rc, 0);
     /* shutdown(wait) returned: everything queued before it has run. */

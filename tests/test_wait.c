@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
 #include "weft.h"
 
 #include <errno.h>
@@ -26,164 +27,13 @@
 #include <string.h>
 #include <time.h>
 
-#ifndef WEFT_STRESS_SCALE
-#define WEFT_STRESS_SCALE 1
-#endif
-#define SCALED(n) ((n) / WEFT_STRESS_SCALE > 0 ? (n) / WEFT_STRESS_SCALE : 1)
-
-#define MS 1000000LL /* nanoseconds */
-
 /* ---------------------------------------------------------------------------------------
  * Helpers
  * ------------------------------------------------------------------------------------- */
-typedef struct latch {
-    pthread_mutex_t m;
-    pthread_cond_t c;
-    int open;
-} latch;
-
-static void latch_init(latch *l)
-{
-    pthread_mutex_init(&l->m, NULL);
-    pthread_cond_init(&l->c, NULL);
-    l->open = 0;
-}
-
-static void latch_open(latch *l)
-{
-    pthread_mutex_lock(&l->m);
-    l->open = 1;
-    pthread_cond_broadcast(&l->c);
-    pthread_mutex_unlock(&l->m);
-}
-
-static void latch_wait(latch *l)
-{
-    pthread_mutex_lock(&l->m);
-    while (!l->open)
-        pthread_cond_wait(&l->c, &l->m);
-    pthread_mutex_unlock(&l->m);
-}
-
-static void latch_destroy(latch *l)
-{
-    pthread_cond_destroy(&l->c);
-    pthread_mutex_destroy(&l->m);
-}
-
-static latch *latch_new(void)
-{
-    latch *l = malloc(sizeof(*l));
-    assert_non_null(l);
-    latch_init(l);
-    return l;
-}
-
-static void latch_free(latch *l)
-{
-    latch_destroy(l);
-    free(l);
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 static weft_pool *make_pool(unsigned n)
 {
-    weft_pool_options o;
-    weft_pool_options_init(&o);
-    o.num_threads = n;
-    o.name = "twait";
-    weft_pool *p = NULL;
-    assert_int_equal(weft_pool_create(&o, &p), 0);
-    assert_non_null(p);
-    return p;
-}
-
-static weft_future *promise(void)
-{
-    weft_future *f = NULL;
-    assert_int_equal(weft_future_create(&f), 0);
-    assert_non_null(f);
-    return f;
-}
-
-static weft_future *promise_done(void *v)
-{
-    weft_future *f = promise();
-    assert_int_equal(weft_future_set_value(f, v), 0);
-    return f;
-}
-
-static weft_future *promise_failed(int code)
-{
-    weft_future *f = promise();
-    assert_int_equal(weft_future_set_error(f, code, "failed on purpose"), 0);
-    return f;
-}
-
-static weft_future *promise_cancelled(void)
-{
-    weft_future *f = promise();
-    assert_int_equal(weft_future_cancel(f), 0);
-    return f;
-}
-
-/* A task that announces it started, then blocks until released. */
-struct gate {
-    latch *started; /* on the heap: a worker left waiting by a failed test never blocks on */
-    latch *release; /* (or writes to) a later test's stack frame */
-    void *ret;
-};
-
-static void gate_init(struct gate *g, void *ret)
-{
-    g->started = latch_new();
-    g->release = latch_new();
-    g->ret = ret;
-}
-
-static void gate_destroy(struct gate *g)
-{
-    latch_free(g->started);
-    latch_free(g->release);
-}
-
-static void *gate_task(void *arg)
-{
-    struct gate *g = arg;
-    /* Read before announcing the start (which the test waits for): if a failed test never
-     * releases the gate, this worker touches the test's stack frame no more. */
-    latch *release = g->release;
-    latch_open(g->started);
-    latch_wait(release);
-    return g->ret;
-}
-
-static weft_future *submit_gate(weft_pool *p, struct gate *g)
-{
-    weft_future *f = NULL;
-    assert_int_equal(weft_submit(p, gate_task, g, &f), 0);
-    latch_wait(g->started);
-    return f;
-}
-
-static void *ident_task(void *arg)
-{
-    return arg;
-}
-
-/* A task of a few microseconds: keeps completions flowing while a wait runs. */
-static void *spin_task(void *arg)
-{
-    int64_t end = weft_now_ns() + 3000;
-    while (weft_now_ns() < end) {
-    }
-    return arg;
+    return make_pool_named(n, "twait");
 }
 
 static void *fail_task(void *arg)
@@ -234,12 +84,6 @@ static void act_join(pthread_t th, struct act *a)
 {
     pthread_join(th, NULL);
     assert_int_equal(a->rc, 0);
-}
-
-static void release_all(weft_future **fs, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        weft_future_release(fs[i]);
 }
 
 /* ---------------------------------------------------------------------------------------
