@@ -323,20 +323,22 @@ WEFT_API int weft_future_set_error(weft_future *f, int code, const char *message
 WEFT_API void *weft_fail(int code, const char *fmt, ...)
 {
     struct weft_tls *tl = &weft_tls_;
-    if (tl->current == NULL)
+    struct weft_run_ctx *r = tl->run;
+    if (r == NULL)
         return NULL;
-    tl->fail_code = normalise_code(code);
-    free(tl->fail_msg);
+    r->fail_code = normalise_code(code);
+    free(r->fail_msg);
     va_list ap;
     va_start(ap, fmt);
-    tl->fail_msg = weft_vformat_(fmt, ap);
+    r->fail_msg = weft_vformat_(fmt, ap);
     va_end(ap);
     return NULL;
 }
 
 WEFT_API weft_future *weft_current_future(void)
 {
-    struct weft_future *f = weft_tls_.current;
+    struct weft_run_ctx *r = weft_tls_.run;
+    struct weft_future *f = r != NULL ? r->current : NULL;
     if (f == NULL || (atomic_load_explicit(&f->state, memory_order_relaxed) & ST_TASK))
         return NULL;
     return f;

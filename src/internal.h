@@ -161,34 +161,35 @@ struct weft_pool {
 /* Per-thread context. initial-exec: the library is linked, not dlopen()ed late, and the
  * general-dynamic model would cost a __tls_get_addr call on every spawn. */
 struct weft_tls {
-    struct weft_worker *worker;  /* NULL outside a pool's worker */
-    struct weft_future *current; /* the future or task being run */
-    int fail_code;               /* set by weft_fail during the current task */
-    char *fail_msg;
-    unsigned submit_rr; /* outside threads: round-robin inbox choice */
+    struct weft_worker *worker; /* NULL outside a pool's worker */
+    struct weft_run_ctx *run;   /* the task being run (innermost), NULL outside tasks */
+    unsigned submit_rr;         /* outside threads: round-robin inbox choice */
 };
 extern __thread struct weft_tls weft_tls_ __attribute__((tls_model("initial-exec"))) WEFT_INTERNAL;
 
+/* What the thread is running: the task's future (or weft_task), and what weft_fail
+ * recorded for it. Lives in weft_call_'s frame; tasks nest (a worker that waits runs other
+ * tasks inside the waiting one), each frame pointing to the enclosing one through `saved`. */
+struct weft_run_ctx {
+    struct weft_future *current;
+    int fail_code;
+    char *fail_msg;
+};
+
 /* Runs fn(arg) as the body of `current` (what weft_current_future and weft_fail see),
- * with a fresh failure slot, and restores the caller's context after: tasks nest (a worker
- * that waits runs other tasks inside the waiting one). Returns fn's value; *code and *msg
- * get what weft_fail recorded (0 and NULL if nothing; *msg is the caller's to free). */
+ * with a fresh failure slot, and restores the caller's context after. Returns fn's value;
+ * *code and *msg get what weft_fail recorded (0 and NULL if nothing; *msg is the caller's to
+ * free). */
 static inline void *weft_call_(struct weft_future *current, weft_fn fn, void *arg, int *code,
                                char **msg)
 {
     struct weft_tls *tl = &weft_tls_;
-    struct weft_future *saved = tl->current;
-    int saved_code = tl->fail_code;
-    char *saved_msg = tl->fail_msg;
-    tl->current = current;
-    tl->fail_code = 0;
-    tl->fail_msg = NULL;
+    struct weft_run_ctx ctx = {current, 0, NULL}, *saved = tl->run;
+    tl->run = &ctx;
     void *v = fn(arg);
-    *code = tl->fail_code;
-    *msg = tl->fail_msg;
-    tl->current = saved;
-    tl->fail_code = saved_code;
-    tl->fail_msg = saved_msg;
+    tl->run = saved;
+    *code = ctx.fail_code;
+    *msg = ctx.fail_msg;
     return v;
 }
 
