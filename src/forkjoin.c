@@ -46,20 +46,31 @@ static bool pstack_reserve(struct weft_worker *w)
     return true;
 }
 
-void weft_expose_(struct weft_worker *w)
+int weft_expose_(struct weft_worker *w)
 {
     /* Clear first: a request made after this store is seen at a later spawn. */
     atomic_store_explicit(&w->steal_req, 0, memory_order_relaxed);
     if (w->pbase == w->ptop)
-        return;
+        return 0;
     struct weft_future *f = w->pstack[w->pbase];
     /* The deque's push publishes the task with a release store (and may grow). If it cannot
      * grow, the task simply stays private. */
     if (weft_deque_push_inline(&w->dq, f) != 0)
-        return;
+        return 0;
     if (++w->pbase == w->ptop)
         w->pbase = w->ptop = 0;
     weft_notify_spawn_(w->pool);
+    return 0;
+}
+
+/* weft_spawn's slow path: the private stack is full. */
+static __attribute__((noinline)) int spawn_grow(struct weft_worker *w, struct weft_future *f)
+{
+    if (!pstack_reserve(w))
+        return WEFT_ENOMEM;
+    w->pstack[w->ptop++] = f;
+    ctr_inc(&w->ctr.spawns);
+    return 0; /* the next spawn looks at the steal requests */
 }
 
 WEFT_API int weft_spawn(weft_task *t, weft_fn fn, void *arg)
@@ -76,8 +87,8 @@ WEFT_API int weft_spawn(weft_task *t, weft_fn fn, void *arg)
     atomic_store_explicit(&f->thief, -1, memory_order_relaxed);
     f->fn = fn;
     f->arg = arg;
-    if (WEFT_UNLIKELY(w->ptop == w->pcap) && !pstack_reserve(w))
-        return WEFT_ENOMEM;
+    if (WEFT_UNLIKELY(w->ptop == w->pcap))
+        return spawn_grow(w, f); /* out of line: keeps this path free of saved registers */
     w->pstack[w->ptop++] = f;
     ctr_inc(&w->ctr.spawns);
     /* Expose the oldest private task when a thief asked, or when some worker is idle
@@ -88,29 +99,30 @@ WEFT_API int weft_spawn(weft_task *t, weft_fn fn, void *arg)
     if (WEFT_UNLIKELY(atomic_load_explicit(&w->steal_req, memory_order_relaxed) != 0 ||
                       atomic_load_explicit(&p->nsearching, memory_order_relaxed) != 0 ||
                       atomic_load_explicit(&p->nsleeping, memory_order_relaxed) != 0))
-        weft_expose_(w);
+        return weft_expose_(w); /* a tail call */
     return 0;
 }
 
 /* Runs a task that nobody else ever saw, as a plain call. */
-static void *run_inline(struct weft_worker *w, struct weft_future *f, int *err)
+static inline __attribute__((always_inline)) void *run_inline(struct weft_worker *w,
+                                                              struct weft_future *f, int *err)
 {
     int code;
     char *msg;
     void *v = weft_call_(f, f->fn, f->arg, &code, &msg);
     if (WEFT_UNLIKELY(msg != NULL))
-        free(msg); /* weft_join reports the code only */
+        free(msg);                 /* weft_join reports the code only */
     ctr_inc(&w->ctr.inline_joins); /* weft_pool_stats adds these to tasks_run */
     if (err != NULL)
         *err = code;
     return code != 0 ? NULL : v;
 }
 
-WEFT_API void *weft_join(weft_task *t, int *err)
+/* weft_join's slow path: t is not on top of the private stack. */
+static __attribute__((noinline)) void *join_slow(struct weft_worker *w, struct weft_future *f,
+                                                 int *err)
 {
-    struct weft_worker *w = weft_tls_.worker;
-    struct weft_future *f = (struct weft_future *)(void *)t;
-    if (WEFT_UNLIKELY(w == NULL || t == NULL)) {
+    if (WEFT_UNLIKELY(w == NULL || f == NULL)) {
         if (err != NULL)
             *err = w == NULL ? WEFT_ENOTWORKER : WEFT_EINVAL;
         return NULL;
@@ -144,4 +156,18 @@ WEFT_API void *weft_join(weft_task *t, int *err)
     if (err != NULL)
         *err = code;
     return code != 0 ? NULL : f->value;
+}
+
+WEFT_API void *weft_join(weft_task *t, int *err)
+{
+    struct weft_worker *w = weft_tls_.worker;
+    struct weft_future *f = (struct weft_future *)(void *)t;
+    /* The common case, kept small: t is the newest private task (joins in reverse order of
+     * spawning, nobody stole it). */
+    if (WEFT_LIKELY(w != NULL && w->ptop > w->pbase && w->pstack[w->ptop - 1] == f)) {
+        if (--w->ptop == w->pbase)
+            w->pbase = w->ptop = 0;
+        return run_inline(w, f, err);
+    }
+    return join_slow(w, f, err);
 }

@@ -246,7 +246,7 @@ static inline void weft_notify_spawn_(struct weft_pool *p)
 }
 
 /* forkjoin.c: moves the oldest private task to the public deque (a thief asked). */
-WEFT_INTERNAL void weft_expose_(struct weft_worker *w);
+WEFT_INTERNAL int weft_expose_(struct weft_worker *w); /* returns 0 */
 
 /* env.c */
 WEFT_INTERNAL int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *out,
