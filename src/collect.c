@@ -126,8 +126,6 @@ static void collector_disarm(struct collector *c)
     atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
 }
 
-#define COLLECT_SPIN_NS 20000 /* as a future's outside waiter */
-
 /* Distinct futures: uniq[0..*m-1] in first-seen (input) order, and, if map is not NULL,
  * map[i] = the index in uniq of fs[i]. O(n log n). */
 struct pidx {
@@ -301,7 +299,7 @@ WEFT_API int weft_wait(weft_future *const *fs, size_t n, int64_t timeout_ns, int
                 rc = collector_watch(c, i);
             if (rc == 0) {
                 struct weft_waitable wt = {wait_ready, wait_arm, wait_disarm, &w};
-                holds = weft_block_(&wt, deadline, COLLECT_SPIN_NS, NULL);
+                holds = weft_block_(&wt, deadline, WEFT_WAITER_SPIN_NS, NULL);
             }
             collector_unref(c);
             if (rc != 0) {
@@ -326,7 +324,6 @@ struct weft_as_completed {
     struct centry *ready_tail;
     size_t yielded;
     int64_t deadline;
-    int64_t spin_ns;
 };
 
 static void ac_append(weft_as_completed *it, struct centry *l)
@@ -362,7 +359,6 @@ WEFT_API int weft_as_completed_init(weft_future *const *fs, size_t n, int64_t ti
         return WEFT_ENOMEM;
     }
     it->deadline = weft_deadline_(timeout_ns);
-    it->spin_ns = COLLECT_SPIN_NS;
     struct collector *c = it->c;
     /* Already done: yielded first, in input order, without a callback. */
     for (size_t i = 0; i < m; i++) {
@@ -414,7 +410,7 @@ WEFT_API int weft_as_completed_next(weft_as_completed *it, weft_future **out)
         int64_t deadline = it->deadline;
         if (deadline >= 0 && weft_now_ns() >= deadline)
             return WEFT_ETIMEDOUT;
-        if (!weft_block_(&wt, deadline, it->spin_ns, NULL))
+        if (!weft_block_(&wt, deadline, WEFT_WAITER_SPIN_NS, NULL))
             return WEFT_ETIMEDOUT;
     }
     struct centry *e = it->ready;

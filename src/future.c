@@ -11,9 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Spin budget of a thread that waits outside any worker, before it sleeps on the futex. */
-#define WEFT_WAITER_SPIN_NS 20000
-
 __thread struct weft_tls weft_tls_ __attribute__((tls_model("initial-exec")));
 
 struct weft_future *weft_future_alloc_(void)
@@ -67,11 +64,6 @@ WEFT_API void weft_future_release(weft_future *f)
      * thread that drops the last reference acquires all of them before freeing. */
     if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
         future_free(f);
-}
-
-void weft_future_release_pool_ref_(struct weft_future *f)
-{
-    weft_future_release(f);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -437,9 +429,7 @@ static bool state_arm(void *ctx, _Atomic uint32_t **word, uint32_t *expect)
 bool weft_future_block_(struct weft_future *f, int64_t deadline, _Atomic int32_t *prefer)
 {
     struct weft_waitable w = {state_ready, state_arm, NULL, f};
-    /* Outside waiters spin a fixed budget: reading the pool's setting here could race
-     * with the pool's destruction once the future completes. Workers do not spin: they
-     * help. */
+    /* Workers do not spin: they help (see weft_block_). */
     return weft_block_(&w, deadline, WEFT_WAITER_SPIN_NS, prefer);
 }
 

@@ -200,7 +200,6 @@ static inline void *weft_call_(struct weft_future *current, weft_fn fn, void *ar
 WEFT_INTERNAL struct weft_future *weft_future_alloc_(void);
 WEFT_INTERNAL void weft_future_complete_(struct weft_future *f, void *value, int err, char *msg);
 WEFT_INTERNAL bool weft_future_try_cancel_(struct weft_future *f);
-WEFT_INTERNAL void weft_future_release_pool_ref_(struct weft_future *f);
 WEFT_INTERNAL int weft_future_code_(const struct weft_future *f, uint32_t s);
 
 /* A condition a thread can block on: ready() tests it; arm() prepares a futex sleep and
@@ -218,6 +217,11 @@ struct weft_waitable {
  * elsewhere it spins for spin_ns, then sleeps on the futex. Returns ready(). */
 WEFT_INTERNAL bool weft_block_(const struct weft_waitable *w, int64_t deadline, int64_t spin_ns,
                                _Atomic int32_t *prefer);
+/* How long a thread that waits outside any worker spins (polling, then yielding) before it
+ * sleeps on a futex: a sleep + wake costs 10-25 us on a VM. Fixed: reading the pool's
+ * setting could race with the pool's destruction once the awaited future completes. */
+#define WEFT_WAITER_SPIN_NS 20000
+
 /* Blocks until the future's state word is final. */
 WEFT_INTERNAL bool weft_future_block_(struct weft_future *f, int64_t deadline,
                                       _Atomic int32_t *prefer);

@@ -240,13 +240,14 @@ WEFT_API int weft_run(weft_pool *p, weft_fn fn, void *arg, void **value)
  * Shutdown
  * ------------------------------------------------------------------------------------- */
 
-static void orphan_push(struct weft_pool *p, struct weft_future *f)
+/* Pushes the chain first..last (linked through `next`) onto the orphan stack. */
+static void orphan_push(struct weft_pool *p, struct weft_future *first, struct weft_future *last)
 {
     struct weft_future *h = atomic_load_explicit(&p->orphans, memory_order_relaxed);
     do {
-        f->next = h;
-        /* Release: publishes f to the worker that takes the orphans (acquire). */
-    } while (!atomic_compare_exchange_weak_explicit(&p->orphans, &h, f, memory_order_release,
+        last->next = h;
+        /* Release: publishes the futures to the worker that takes the orphans (acquire). */
+    } while (!atomic_compare_exchange_weak_explicit(&p->orphans, &h, first, memory_order_release,
                                                     memory_order_relaxed));
 }
 
@@ -258,13 +259,13 @@ static void settle_list(struct weft_pool *p, struct weft_future *l, int code)
     while (l != NULL) {
         struct weft_future *next = l->next;
         if (atomic_load_explicit(&l->state, memory_order_relaxed) & ST_TASK) {
-            orphan_push(p, l);
+            orphan_push(p, l, l);
         } else {
             if (code == WEFT_ECANCELED)
                 weft_future_try_cancel_(l);
             else if (weft_future_set_running(l) == 0)
                 weft_future_complete_(l, NULL, code, NULL);
-            weft_future_release_pool_ref_(l);
+            weft_future_release(l);
         }
         l = next;
     }
@@ -284,16 +285,11 @@ void weft_close_inboxes_(struct weft_pool *p, int settle_code)
             settle_list(p, l, settle_code);
             continue;
         }
-        /* Hand the list to the workers: append it to the orphans stack. */
+        /* Hand the list to the workers, on the orphan stack. */
         struct weft_future *tail = l;
         while (tail->next != NULL)
             tail = tail->next;
-        struct weft_future *h = atomic_load_explicit(&p->orphans, memory_order_relaxed);
-        do {
-            tail->next = h;
-            /* Release: publishes the futures to the worker that takes the orphans. */
-        } while (!atomic_compare_exchange_weak_explicit(&p->orphans, &h, l, memory_order_release,
-                                                        memory_order_relaxed));
+        orphan_push(p, l, tail);
     }
 }
 

@@ -234,14 +234,14 @@ void weft_run_task_(struct weft_worker *w, struct weft_future *f)
         struct weft_pool *p = w->pool;
         if (WEFT_UNLIKELY(atomic_load_explicit(&p->cancel_pending, memory_order_relaxed))) {
             weft_future_try_cancel_(f);
-            weft_future_release_pool_ref_(f);
+            weft_future_release(f);
             return;
         }
         if (WEFT_UNLIKELY(atomic_load_explicit(&p->run_state, memory_order_relaxed) ==
                           POOL_BROKEN)) {
             if (weft_future_set_running(f) == 0)
                 weft_future_complete_(f, NULL, WEFT_EBROKEN, NULL);
-            weft_future_release_pool_ref_(f);
+            weft_future_release(f);
             return;
         }
         /* PENDING -> RUNNING. Acq_rel: acquire orders the task after a cancel decision we
@@ -252,7 +252,7 @@ void weft_run_task_(struct weft_worker *w, struct weft_future *f)
                 break;
         }
         if ((s & ST_MASK) != WEFT_PENDING) {
-            weft_future_release_pool_ref_(f); /* cancelled while queued */
+            weft_future_release(f); /* cancelled while queued */
             return;
         }
     }
@@ -266,7 +266,7 @@ void weft_run_task_(struct weft_worker *w, struct weft_future *f)
     }
     weft_future_complete_(f, v, code, msg);
     if (!task)
-        weft_future_release_pool_ref_(f);
+        weft_future_release(f);
 }
 
 struct weft_future *weft_find_help_(struct weft_worker *w, _Atomic int32_t *prefer)
