@@ -175,7 +175,10 @@ int weft_current_worker(void);
 
 /* Counters since the pool was created. Each is summed over workers by weft_pool_stats;
  * weft_pool_worker_stats gives one worker's. Values are read without stopping the workers:
- * each counter is exact, the set is not a single snapshot. */
+ * the set is not a single snapshot. Nothing is counted on weft_join's fast path:
+ * inline_joins (and the part of tasks_run it adds) is derived from the other counters, so
+ * while spawned tasks wait to be joined they already count as run; once the tasks that
+ * spawned them have returned, every counter is exact. */
 typedef struct weft_stats {
     uint64_t tasks_run;     /* tasks (futures and spawned tasks) executed */
     uint64_t spawns;        /* weft_spawn calls, and weft_submit calls made by tasks */
@@ -272,8 +275,11 @@ void weft_future_release(weft_future *f);
  * then discarded. Outside a task it does nothing but return NULL. */
 void *weft_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* The future of the task the calling thread is running, or NULL (also inside a weft_spawn
- * task, which has no future). Borrowed: valid while the task runs. */
+/* The future of the submitted task the calling thread is running, or NULL outside tasks.
+ * A weft_spawn task has no future of its own: inside one this is the future of the
+ * submitted task that spawned it, directly or through other spawned tasks, whichever
+ * worker runs it (NULL if the spawning code was no submitted task, e.g. a done-callback).
+ * Borrowed: valid while that task runs. */
 weft_future *weft_current_future(void);
 
 /* Promise side: a future with no task, completed by the caller (the executor side of a
@@ -297,8 +303,9 @@ int weft_future_set_error(weft_future *f, int code, const char *message);
  * Fork-join fast path
  *
  * A weft_task lives in the caller's storage (usually its stack frame): spawn and join
- * allocate nothing and touch no reference count. Both must be called from inside a task
- * running on a pool's worker (a weft_submit task, or a spawned one). Every spawned task must
+ * allocate nothing and touch no reference count. Both must be called on a pool's worker
+ * thread: inside a task (a weft_submit task, or a spawned one) or a done-callback that the
+ * worker runs. Every spawned task must
  * be joined, by the thread that spawned it, before its storage goes away; joining in the
  * reverse order of spawning is fastest (the task is usually still on the worker's own deque
  * and runs inline), any order is correct.
@@ -308,9 +315,11 @@ typedef struct weft_task {
 } weft_task;
 
 /* Records fn(arg) on the calling worker's private spawn stack (plain stores, no atomic
- * instruction). It becomes stealable as soon as another worker is idle or asks for work:
- * the worker then moves its oldest private task onto its deque, where it can be stolen. A
- * task nobody took runs inline in weft_join, or while this worker waits in any weft wait.
+ * instruction). Whenever the worker's public deque may be empty (at first, after a steal
+ * from it, after the worker took from it, or when an idle worker found it empty), a spawn
+ * also moves the worker's oldest private task onto that deque, where idle workers steal
+ * it: so `spawn(a); long work; join(a)` runs `a` in parallel. A task nobody took runs
+ * inline in weft_join, or while this worker waits in any weft wait.
  * Returns 0, WEFT_ENOTWORKER (not on a pool's worker), WEFT_EINVAL (NULL t or fn),
  * WEFT_ENOMEM (the private stack could not grow: the task is not spawned; run it yourself).
  * Spawning is allowed after weft_pool_shutdown: running work completes normally, and it

@@ -462,7 +462,7 @@ static void *map_chunk_run(void *arg)
     struct weft_tls *tl = &weft_tls_;
     for (size_t i = 0; i < c->count; i++) {
         void *v = c->fn(c->in[i]);
-        if (tl->run->fail_code != 0) {
+        if (tl->fail_code != 0) {
             /* The element called weft_fail: its code and message stay recorded for this
              * chunk's future; the rest of the chunk is not run. */
             c->failed_at = i;

@@ -8,18 +8,24 @@
  *                   loads and stores: no atomic instruction, no fence, nothing shared.
  *   public deque    the Chase-Lev deque thieves steal from.
  *
- * A thief that finds a worker's deque empty sets the worker's `steal_req` flag. The owner
- * reads that flag, and whether any worker is idle, on every spawn (plain loads of lines
- * that stay in its cache until they change) and, when so, moves its OLDEST private task
- * onto the deque, where a thief takes it. A worker that waits (weft_block_) runs its own
- * private tasks first, newest first. Oldest first keeps the invariant that every task on the deque
- * is older than every task on the private stack, so joins, which go newest first, find their task
- * on top of the private stack, else at the bottom of the deque (Chase-Lev take), else stolen.
+ * Each worker keeps one hint, `steal_req`, set whenever its deque may have become empty:
+ * at creation, after any steal from it, after the owner itself took from it, and by a thief
+ * that found it empty. The owner reads the hint on every spawn (a plain load of a line that
+ * stays in its cache until a thief writes it) and, when set, clears it and moves its OLDEST
+ * private task onto the deque. So whenever a worker has spawned tasks, at least one of them
+ * is public or about to be, and `spawn(a); long work; join(a)` runs `a` in parallel even
+ * though this worker spawns nothing more; and every steal makes the owner expose one more
+ * task, so exposure keeps pace with what thieves take. In a busy single-worker run the hint
+ * is set once and nothing is ever exposed again. A worker that waits (weft_block_) runs its
+ * own private tasks first, newest first. Oldest first keeps the invariant that every task on
+ * the deque is older than every task on the private stack, so joins, which go newest first,
+ * find their task on top of the private stack, else at the bottom of the deque (Chase-Lev
+ * take), else stolen.
  *
  * Exactly-once: a task is in exactly one place at a time (private stack, deque, or taken),
  * and only the owner moves it from the first to the second. The flag is only a hint: a lost
  * request costs parallelism (the owner runs the task itself), never work. The Chase-Lev
- * StoreLoad fence is paid only for exposed tasks, which a thief asked for.
+ * StoreLoad fence is paid only for exposed tasks.
  */
 #include "internal.h"
 
@@ -29,21 +35,37 @@
 /* Makes room for one more private task. Returns false if memory ran out. */
 static bool pstack_reserve(struct weft_worker *w)
 {
-    if (w->pbase > 0) {
+    struct weft_future **first = w->pmem + 1; /* pmem[0] is the sentinel */
+    if (w->pbase > first) {
         /* Exposed tasks left a gap at the base: slide down (owner-only memory). */
-        memmove(w->pstack, w->pstack + w->pbase, (w->ptop - w->pbase) * sizeof(*w->pstack));
-        w->ptop -= w->pbase;
-        w->pbase = 0;
-        if (w->ptop < w->pcap)
+        size_t live = (size_t)(w->ptop - w->pbase);
+        memmove(first, w->pbase, live * sizeof(*first));
+        w->pbase = first;
+        w->ptop = first + live;
+        if (w->ptop < w->pend)
             return true;
     }
-    size_t cap = w->pcap ? 2 * w->pcap : 256;
-    struct weft_future **s = realloc(w->pstack, cap * sizeof(*s));
+    size_t cap = 2 * (size_t)(w->pend - w->pmem);
+    size_t live = (size_t)(w->ptop - w->pbase);
+    struct weft_future **s = realloc(w->pmem, cap * sizeof(*s));
     if (s == NULL)
         return false;
-    w->pstack = s;
-    w->pcap = cap;
+    w->pmem = s;
+    w->pbase = s + 1;
+    w->ptop = s + 1 + live;
+    w->pend = s + cap;
     return true;
+}
+
+int weft_pstack_init_(struct weft_worker *w)
+{
+    w->pmem = malloc(PSTACK_INIT * sizeof(*w->pmem));
+    if (w->pmem == NULL)
+        return WEFT_ENOMEM;
+    w->pmem[0] = PSLOT_NONE;
+    w->pbase = w->ptop = w->pmem + 1;
+    w->pend = w->pmem + PSTACK_INIT;
+    return 0;
 }
 
 int weft_expose_(struct weft_worker *w)
@@ -52,13 +74,13 @@ int weft_expose_(struct weft_worker *w)
     atomic_store_explicit(&w->steal_req, 0, memory_order_relaxed);
     if (w->pbase == w->ptop)
         return 0;
-    struct weft_future *f = w->pstack[w->pbase];
+    struct weft_future *f = *w->pbase;
     /* The deque's push publishes the task with a release store (and may grow). If it cannot
      * grow, the task simply stays private. */
     if (weft_deque_push_inline(&w->dq, f) != 0)
         return 0;
-    if (++w->pbase == w->ptop)
-        w->pbase = w->ptop = 0;
+    *w->pbase++ = PSLOT_NONE; /* below pbase: never matches a join's check */
+    ctr_inc(&w->ctr.exposed);
     weft_notify_spawn_(w->pool);
     return 0;
 }
@@ -68,7 +90,7 @@ static __attribute__((noinline)) int spawn_grow(struct weft_worker *w, struct we
 {
     if (!pstack_reserve(w))
         return WEFT_ENOMEM;
-    w->pstack[w->ptop++] = f;
+    *w->ptop++ = f;
     ctr_inc(&w->ctr.spawns);
     return 0; /* the next spawn looks at the steal requests */
 }
@@ -87,35 +109,59 @@ WEFT_API int weft_spawn(weft_task *t, weft_fn fn, void *arg)
     atomic_store_explicit(&f->thief, -1, memory_order_relaxed);
     f->fn = fn;
     f->arg = arg;
-    if (WEFT_UNLIKELY(w->ptop == w->pcap))
+    f->root = weft_tls_.current;
+    struct weft_future **top = w->ptop;
+    if (WEFT_UNLIKELY(top == w->pend))
         return spawn_grow(w, f); /* out of line: keeps this path free of saved registers */
-    w->pstack[w->ptop++] = f;
+    *top = f;
+    w->ptop = top + 1;
     ctr_inc(&w->ctr.spawns);
-    /* Expose the oldest private task when a thief asked, or when some worker is idle
-     * (searching or parked): then `spawn(a); long work; join(a)` runs `a` in parallel even
-     * though this worker spawns nothing more. In the steady state of a busy pool all three
-     * loads hit lines that stay in this core's cache. Relaxed: hints (see the top). */
-    struct weft_pool *p = w->pool;
-    if (WEFT_UNLIKELY(atomic_load_explicit(&w->steal_req, memory_order_relaxed) != 0 ||
-                      atomic_load_explicit(&p->nsearching, memory_order_relaxed) != 0 ||
-                      atomic_load_explicit(&p->nsleeping, memory_order_relaxed) != 0))
+    /* Expose the oldest private task when the deque may be empty (see the top). Relaxed:
+     * a hint. */
+    if (WEFT_UNLIKELY(atomic_load_explicit(&w->steal_req, memory_order_relaxed) != 0))
         return weft_expose_(w); /* a tail call */
     return 0;
 }
 
-/* Runs a task that nobody else ever saw, as a plain call. */
-static inline __attribute__((always_inline)) void *run_inline(struct weft_worker *w,
-                                                              struct weft_future *f, int *err)
+/* run_inline's slow path: the running task has itself failed already (its failure slot is
+ * not clear), so set that failure aside while f runs. */
+static __attribute__((noinline)) void *run_inline_nested(struct weft_future *f, int *err)
 {
-    int code;
-    char *msg;
-    void *v = weft_call_(f, f->fn, f->arg, &code, &msg);
-    if (WEFT_UNLIKELY(msg != NULL))
-        free(msg);                 /* weft_join reports the code only */
-    ctr_inc(&w->ctr.inline_joins); /* weft_pool_stats adds these to tasks_run */
+    struct weft_tls *tl = &weft_tls_;
+    int saved_code = tl->fail_code;
+    char *saved_msg = tl->fail_msg;
+    tl->fail_code = 0;
+    tl->fail_msg = NULL;
+    void *v = f->fn(f->arg);
+    int code = tl->fail_code;
+    free(tl->fail_msg); /* weft_join reports the code only */
+    tl->fail_code = saved_code;
+    tl->fail_msg = saved_msg;
     if (err != NULL)
         *err = code;
     return code != 0 ? NULL : v;
+}
+
+/* Runs a task that nobody else ever saw, as a plain call. The task starts with a clear
+ * failure slot (see struct weft_tls): when the caller's slot is clear, as it is unless the
+ * caller has called weft_fail, nothing needs saving, so the common path stores nothing.
+ * weft_current_future stays the spawner's, as for every spawned task. */
+static inline __attribute__((always_inline)) void *run_inline(struct weft_future *f, int *err)
+{
+    struct weft_tls *tl = &weft_tls_;
+    if (WEFT_UNLIKELY(tl->fail_code != 0))
+        return run_inline_nested(f, err);
+    void *v = f->fn(f->arg);
+    int code = tl->fail_code;
+    if (WEFT_UNLIKELY(code != 0)) {
+        free(tl->fail_msg); /* weft_join reports the code only */
+        tl->fail_msg = NULL;
+        tl->fail_code = 0;
+        v = NULL;
+    }
+    if (err != NULL)
+        *err = code;
+    return v;
 }
 
 /* weft_join's slow path: t is not on top of the private stack. */
@@ -129,22 +175,24 @@ static __attribute__((noinline)) void *join_slow(struct weft_worker *w, struct w
     }
     /* 1. The private stack, newest first. */
     while (w->ptop > w->pbase) {
-        struct weft_future *x = w->pstack[--w->ptop];
-        if (w->ptop == w->pbase)
-            w->pbase = w->ptop = 0;
+        struct weft_future *x = *--w->ptop;
         if (x == f)
-            return run_inline(w, f, err);
+            return run_inline(f, err);
         /* Spawned after t and not joined yet (joins out of order): ours to run anyway. Its
          * own join will find it done. */
+        ctr_inc(&w->ctr.private_runs);
         weft_run_task_(w, x);
     }
     /* 2. The public deque: t was exposed. Tasks above it there are ours to run too. */
     for (;;) {
         struct weft_future *x = weft_deque_take_inline(&w->dq);
+        weft_want_expose_(w); /* the deque may be empty now */
         if (x == NULL)
             break; /* stolen */
-        if (x == f)
-            return run_inline(w, f, err);
+        if (x == f) {
+            ctr_inc(&w->ctr.taken_back);
+            return run_inline(f, err);
+        }
         weft_run_task_(w, x);
     }
     /* 3. Stolen: help (leapfrogging onto the thief first) until it is done. */
@@ -164,10 +212,12 @@ WEFT_API void *weft_join(weft_task *t, int *err)
     struct weft_future *f = (struct weft_future *)(void *)t;
     /* The common case, kept small: t is the newest private task (joins in reverse order of
      * spawning, nobody stole it). */
-    if (WEFT_LIKELY(w != NULL && w->ptop > w->pbase && w->pstack[w->ptop - 1] == f)) {
-        if (--w->ptop == w->pbase)
-            w->pbase = w->ptop = 0;
-        return run_inline(w, f, err);
+    if (WEFT_LIKELY(w != NULL)) {
+        struct weft_future **top = w->ptop;
+        if (WEFT_LIKELY(top[-1] == f)) { /* the slot below pbase holds PSLOT_NONE */
+            w->ptop = top - 1;
+            return run_inline(f, err);
+        }
     }
     return join_slow(w, f, err);
 }

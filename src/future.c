@@ -315,25 +315,22 @@ WEFT_API int weft_future_set_error(weft_future *f, int code, const char *message
 WEFT_API void *weft_fail(int code, const char *fmt, ...)
 {
     struct weft_tls *tl = &weft_tls_;
-    struct weft_run_ctx *r = tl->run;
-    if (r == NULL)
+    /* In a task: a submitted one sets `current`; a spawned one runs on a worker (a spawned
+     * task run from a done-callback on a worker has no `current`, and still fails). */
+    if (tl->current == NULL && tl->worker == NULL)
         return NULL;
-    r->fail_code = normalise_code(code);
-    free(r->fail_msg);
+    free(tl->fail_msg);
     va_list ap;
     va_start(ap, fmt);
-    r->fail_msg = weft_vformat_(fmt, ap);
+    tl->fail_msg = weft_vformat_(fmt, ap);
     va_end(ap);
+    tl->fail_code = normalise_code(code);
     return NULL;
 }
 
 WEFT_API weft_future *weft_current_future(void)
 {
-    struct weft_run_ctx *r = weft_tls_.run;
-    struct weft_future *f = r != NULL ? r->current : NULL;
-    if (f == NULL || (atomic_load_explicit(&f->state, memory_order_relaxed) & ST_TASK))
-        return NULL;
-    return f;
+    return weft_tls_.current;
 }
 
 /* ---------------------------------------------------------------------------------------

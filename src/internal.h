@@ -79,7 +79,10 @@ struct weft_future {
         void *value;              /* FINISHED: the result */
         struct weft_future *next; /* while queued in an inbox (before it runs) */
     };
-    struct weft_pool *pool; /* NULL for promises (weft_future_create) */
+    union {
+        struct weft_pool *pool;   /* NULL for promises (weft_future_create) */
+        struct weft_future *root; /* spawned task: weft_current_future of its spawner */
+    };
     _Atomic(struct weft_cb_node *) cbs;
     char *msg; /* FAILED: the message (heap, owned), or NULL */
 };
@@ -90,10 +93,16 @@ _Static_assert(sizeof(struct weft_future) <= sizeof(weft_task), "weft_task holds
  * Pool and workers
  * ------------------------------------------------------------------------------------- */
 /* Counters written by their worker only (relaxed load + store: no RMW, no lock prefix),
- * read by anyone. */
+ * read by anyone. Nothing is counted on weft_join's fast path: weft_pool_stats derives the
+ * inline joins from the others (see read_counters in pool.c). */
 typedef struct weft_counters {
-    _Atomic uint64_t tasks_run, spawns, submits, steals, failed_steals, inbox_takes, parks, wakes,
-        inline_joins;
+    _Atomic uint64_t tasks_run;    /* run by weft_run_task_ (futures and spawned tasks) */
+    _Atomic uint64_t spawns;       /* weft_spawn calls that succeeded */
+    _Atomic uint64_t task_submits; /* weft_submit calls made by this worker's tasks */
+    _Atomic uint64_t exposed;      /* private tasks moved to the deque */
+    _Atomic uint64_t private_runs; /* private tasks run through weft_run_task_ (helping) */
+    _Atomic uint64_t taken_back;   /* exposed tasks their join took back and ran inline */
+    _Atomic uint64_t submits, steals, failed_steals, inbox_takes, parks, wakes;
 } weft_counters;
 
 static inline void ctr_inc(_Atomic uint64_t *c)
@@ -103,19 +112,27 @@ static inline void ctr_inc(_Atomic uint64_t *c)
 }
 
 #define INBOX_CLOSED ((struct weft_future *)(uintptr_t)1)
+/* A private-stack slot that holds no task (never equal to a task's address). */
+#define PSLOT_NONE ((struct weft_future *)(uintptr_t)1)
+#define PSTACK_INIT 256 /* initial private-stack slots per worker */
 
 struct weft_worker {
     weft_deque dq; /* cache-aligned inside */
     /* Outside threads push futures here (Treiber stack, CAS on the head); any worker takes
      * the whole list at once with a CAS to NULL. INBOX_CLOSED after shutdown. */
     _Alignas(WEFT_CACHELINE) _Atomic(struct weft_future *) inbox;
-    /* Set by a thief that found this worker's deque empty; the owner then moves its oldest
-     * private task to the deque (see forkjoin.c). A hint: relaxed both ways. */
+    /* Set whenever this worker's deque may have become empty: initially, after any steal
+     * from it, after the owner took from it, and by a thief that found it empty. The owner
+     * clears it at its next spawn and moves its oldest private task to the deque (see
+     * forkjoin.c), so idle workers always find something public to steal. Relaxed both
+     * ways: a hint. Never set in a one-worker pool (nobody could steal). */
     _Alignas(WEFT_CACHELINE) _Atomic uint32_t steal_req;
-    /* The private spawn stack, owner-only: tasks spawned and not yet exposed, oldest at
-     * pbase. No other thread ever reads it. */
-    _Alignas(WEFT_CACHELINE) struct weft_future **pstack;
-    size_t pbase, ptop, pcap;
+    /* The private spawn stack, owner-only: tasks spawned and not yet exposed are in
+     * [pbase, ptop), oldest at pbase; pend ends the array that pmem allocated. pmem[0] and
+     * every slot below pbase hold PSLOT_NONE, so weft_join's check `ptop[-1] == t` needs no
+     * bounds test. No other thread ever reads any of this. */
+    _Alignas(WEFT_CACHELINE) struct weft_future **ptop;
+    struct weft_future **pbase, **pend, **pmem;
     _Alignas(WEFT_CACHELINE) ck_epoch_record_t rec;
     struct weft_pool *pool;
     unsigned index;
@@ -159,37 +176,42 @@ struct weft_pool {
 };
 
 /* Per-thread context. initial-exec: the library is linked, not dlopen()ed late, and the
- * general-dynamic model would cost a __tls_get_addr call on every spawn. */
+ * general-dynamic model would cost a __tls_get_addr call on every spawn.
+ *
+ * The failure slot (fail_code, fail_msg) belongs to the innermost task the thread runs:
+ * weft_fail writes it, and whoever ran the task takes it when the task returns. Invariant:
+ * a task starts with the slot clear (code 0, message NULL), and fail_code == 0 implies
+ * fail_msg == NULL. weft_call_ sets the enclosing task's slot aside for the call; weft_join
+ * runs a task inline with no store at all when the slot is already clear (the common
+ * case: the parent has not failed), and sets it aside only when it is not. */
 struct weft_tls {
-    struct weft_worker *worker; /* NULL outside a pool's worker */
-    struct weft_run_ctx *run;   /* the task being run (innermost), NULL outside tasks */
-    unsigned submit_rr;         /* outside threads: round-robin inbox choice */
+    struct weft_worker *worker;  /* NULL outside a pool's worker */
+    struct weft_future *current; /* weft_current_future: NULL outside submitted tasks */
+    int fail_code;               /* what weft_fail recorded for the innermost task, or 0 */
+    char *fail_msg;              /* its message (heap), or NULL */
+    unsigned submit_rr;          /* outside threads: round-robin inbox choice */
 };
 extern __thread struct weft_tls weft_tls_ __attribute__((tls_model("initial-exec"))) WEFT_INTERNAL;
 
-/* What the thread is running: the task's future (or weft_task), and what weft_fail
- * recorded for it. Lives in weft_call_'s frame; tasks nest (a worker that waits runs other
- * tasks inside the waiting one), each frame pointing to the enclosing one through `saved`. */
-struct weft_run_ctx {
-    struct weft_future *current;
-    int fail_code;
-    char *fail_msg;
-};
-
-/* Runs fn(arg) as the body of `current` (what weft_current_future and weft_fail see),
- * with a fresh failure slot, and restores the caller's context after. Returns fn's value;
- * *code and *msg get what weft_fail recorded (0 and NULL if nothing; *msg is the caller's to
- * free). */
+/* Runs fn(arg) as the body of a task whose weft_current_future is `current`, with a clear
+ * failure slot, and restores the caller's context after. Returns fn's value; *code and
+ * *msg get what weft_fail recorded (0 and NULL if nothing; *msg is the caller's to free). */
 static inline void *weft_call_(struct weft_future *current, weft_fn fn, void *arg, int *code,
                                char **msg)
 {
     struct weft_tls *tl = &weft_tls_;
-    struct weft_run_ctx ctx = {current, 0, NULL}, *saved = tl->run;
-    tl->run = &ctx;
+    struct weft_future *saved_cur = tl->current;
+    int saved_code = tl->fail_code;
+    char *saved_msg = tl->fail_msg;
+    tl->current = current;
+    tl->fail_code = 0;
+    tl->fail_msg = NULL;
     void *v = fn(arg);
-    tl->run = saved;
-    *code = ctx.fail_code;
-    *msg = ctx.fail_msg;
+    *code = tl->fail_code;
+    *msg = tl->fail_msg;
+    tl->current = saved_cur;
+    tl->fail_code = saved_code;
+    tl->fail_msg = saved_msg;
     return v;
 }
 
@@ -249,8 +271,18 @@ static inline void weft_notify_spawn_(struct weft_pool *p)
         weft_notify_(p, false);
 }
 
+/* Asks worker v to expose a private task at its next spawn (see steal_req). Loads first,
+ * so that repeated requests do not keep writing the owner's line. */
+static inline void weft_want_expose_(struct weft_worker *v)
+{
+    if (atomic_load_explicit(&v->steal_req, memory_order_relaxed) == 0 && v->pool->n > 1)
+        atomic_store_explicit(&v->steal_req, 1, memory_order_relaxed);
+}
+
 /* forkjoin.c: moves the oldest private task to the public deque (a thief asked). */
 WEFT_INTERNAL int weft_expose_(struct weft_worker *w); /* returns 0 */
+/* forkjoin.c: allocates the worker's private spawn stack (WEFT_ENOMEM if it cannot). */
+WEFT_INTERNAL int weft_pstack_init_(struct weft_worker *w);
 
 /* env.c */
 WEFT_INTERNAL int weft_resolve_options_(const weft_pool_options *in, weft_pool_options *out,

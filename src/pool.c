@@ -23,7 +23,7 @@ static void pool_free(struct weft_pool *p)
          * epoch (a barrier with no active section returns at once), then the live ones. */
         ck_epoch_barrier(&w->rec);
         weft_deque_destroy(&w->dq);
-        free(w->pstack);
+        free(w->pmem);
     }
     ck_epoch_barrier(&p->ctl_rec);
     pthread_mutex_destroy(&p->life_lock);
@@ -91,13 +91,20 @@ WEFT_API int weft_pool_create(const weft_pool_options *opts, weft_pool **out)
         w->cpu = cpus[i];
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
         atomic_init(&w->inbox, NULL);
+        atomic_init(&w->steal_req, p->n > 1); /* the deque is empty */
         ck_epoch_register(&p->epoch, &w->rec, w);
-        if (weft_deque_init(&w->dq, deque_size, &w->rec) != 0)
+        if (weft_pstack_init_(w) != 0)
             break;
+        if (weft_deque_init(&w->dq, deque_size, &w->rec) != 0) {
+            free(w->pmem);
+            break;
+        }
     }
     if (inited < p->n) {
-        for (unsigned i = 0; i < inited; i++)
+        for (unsigned i = 0; i < inited; i++) {
             weft_deque_destroy(&p->workers[i].dq);
+            free(p->workers[i].pmem);
+        }
         pthread_mutex_destroy(&p->life_lock);
         free(p->workers);
         free(p);
@@ -205,7 +212,7 @@ WEFT_API int weft_submit(weft_pool *p, weft_fn fn, void *arg, weft_future **out)
             weft_free(f, sizeof(*f));
             return WEFT_ENOMEM;
         }
-        ctr_inc(&w->ctr.spawns);
+        ctr_inc(&w->ctr.task_submits);
         weft_notify_spawn_(p);
     } else {
         /* From outside: round-robin over the workers' inboxes, per thread, so that
@@ -355,19 +362,24 @@ WEFT_API int weft_pool_shutdown(weft_pool *p, bool wait, bool cancel_futures)
  * ------------------------------------------------------------------------------------- */
 static void read_counters(const weft_counters *c, weft_stats *s)
 {
-#define RD(f) s->f = atomic_load_explicit(&c->f, memory_order_relaxed)
-    RD(tasks_run);
-    RD(spawns);
-    RD(submits);
-    RD(steals);
-    RD(failed_steals);
-    RD(inbox_takes);
-    RD(parks);
-    RD(wakes);
-    RD(inline_joins);
+#define RD(f) atomic_load_explicit(&c->f, memory_order_relaxed)
+    s->submits = RD(submits);
+    s->steals = RD(steals);
+    s->failed_steals = RD(failed_steals);
+    s->inbox_takes = RD(inbox_takes);
+    s->parks = RD(parks);
+    s->wakes = RD(wakes);
+    /* Every spawned task is run exactly once: by its join on the fast path (counted
+     * nowhere: it is the hottest path), by its join after taking it back from the deque,
+     * or through weft_run_task_ (tasks_run) after it was exposed or, still private, by its
+     * worker while helping. So the fast-path joins are what the others leave over. Tasks
+     * spawned and not joined yet count as joined until they are. */
+    uint64_t spawns = RD(spawns), other = RD(exposed) + RD(private_runs);
+    uint64_t inl = spawns + RD(taken_back);
+    s->inline_joins = inl > other ? inl - other : 0;
+    s->spawns = spawns + RD(task_submits);
+    s->tasks_run = RD(tasks_run) + s->inline_joins;
 #undef RD
-    /* The inline-join path counts once (inline_joins), not twice: it is the hottest path. */
-    s->tasks_run += s->inline_joins;
 }
 
 WEFT_API int weft_pool_worker_stats(const weft_pool *p, unsigned worker, weft_stats *out)

@@ -168,6 +168,7 @@ static struct weft_future *steal_from(struct weft_worker *w, struct weft_worker 
             ctr_inc(&w->ctr.steals);
             /* Relaxed: a hint for the joiner's leapfrogging, nothing depends on it. */
             atomic_store_explicit(&f->thief, (int32_t)w->index, memory_order_relaxed);
+            weft_want_expose_(v); /* its deque may be empty now */
             return f;
         }
         case WEFT_STEAL_EMPTY:
@@ -185,7 +186,11 @@ static struct weft_future *steal_from(struct weft_worker *w, struct weft_worker 
 static struct weft_future *find_local(struct weft_worker *w)
 {
     struct weft_future *f = weft_deque_take_inline(&w->dq);
-    return f != NULL ? f : inbox_take(w, w);
+    if (f != NULL) {
+        weft_want_expose_(w); /* the deque may be empty now */
+        return f;
+    }
+    return inbox_take(w, w);
 }
 
 static struct weft_future *find_remote(struct weft_worker *w)
@@ -206,10 +211,8 @@ static struct weft_future *find_remote(struct weft_worker *w)
                 f = steal_from(w, v);
             if (f != NULL)
                 return f;
-            /* Nothing public there: ask the owner to expose a private task (forkjoin.c).
-             * Load first, so that idle thieves do not keep writing the owner's line. */
-            if (atomic_load_explicit(&v->steal_req, memory_order_relaxed) == 0)
-                atomic_store_explicit(&v->steal_req, 1, memory_order_relaxed);
+            /* Nothing public there: ask the owner to expose a private task (forkjoin.c). */
+            weft_want_expose_(v);
         }
         ctr_inc(&w->ctr.failed_steals);
     }
@@ -258,7 +261,8 @@ void weft_run_task_(struct weft_worker *w, struct weft_future *f)
     }
     int code;
     char *msg;
-    void *v = weft_call_(f, f->fn, f->arg, &code, &msg);
+    /* A spawned task has no future of its own: it reports its spawner's. */
+    void *v = weft_call_(task ? f->root : f, f->fn, f->arg, &code, &msg);
     ctr_inc(&w->ctr.tasks_run);
     if (task) {
         free(msg); /* weft_join reports the code only */
@@ -275,12 +279,12 @@ struct weft_future *weft_find_help_(struct weft_worker *w, _Atomic int32_t *pref
      * (a child that completes a promise we wait on), and nobody else can run them until
      * they are exposed. Their joins find them done. */
     if (w->ptop > w->pbase) {
-        struct weft_future *x = w->pstack[--w->ptop];
-        if (w->ptop == w->pbase)
-            w->pbase = w->ptop = 0;
-        return x;
+        ctr_inc(&w->ctr.private_runs); /* run by the caller through weft_run_task_ */
+        return *--w->ptop;
     }
     struct weft_future *f = weft_deque_take_inline(&w->dq);
+    if (f != NULL)
+        weft_want_expose_(w); /* the deque may be empty now */
     if (f == NULL && prefer != NULL) {
         /* Leapfrogging: the thief of the task we wait for is working on its subtasks;
          * stealing from it helps that very task finish. */
@@ -288,8 +292,8 @@ struct weft_future *weft_find_help_(struct weft_worker *w, _Atomic int32_t *pref
         if (t >= 0 && (unsigned)t < w->pool->n && (unsigned)t != w->index) {
             struct weft_worker *v = &w->pool->workers[t];
             f = steal_from(w, v);
-            if (f == NULL && atomic_load_explicit(&v->steal_req, memory_order_relaxed) == 0)
-                atomic_store_explicit(&v->steal_req, 1, memory_order_relaxed);
+            if (f == NULL)
+                weft_want_expose_(v);
         }
     }
     if (f == NULL)
@@ -452,6 +456,15 @@ static void break_pool(struct weft_pool *p)
     weft_wake_all_(p);
 }
 
+/* Outside any task, a worker's failure slot holds what weft_fail recorded in code that is
+ * no task's (an initializer, a done-callback): nobody reports it. */
+static void discard_failure(struct weft_tls *tl)
+{
+    free(tl->fail_msg);
+    tl->fail_msg = NULL;
+    tl->fail_code = 0;
+}
+
 void *weft_worker_main_(void *arg)
 {
     struct weft_worker *w = arg;
@@ -488,10 +501,13 @@ void *weft_worker_main_(void *arg)
             if (f == NULL)
                 break;
             weft_run_task_(w, f);
+            if (WEFT_UNLIKELY(tl->fail_code != 0))
+                discard_failure(tl); /* weft_fail in a done-callback: no task to fail */
         }
     }
     if (init_ok && p->finalizer != NULL)
         p->finalizer(p->init_arg, w->index);
+    discard_failure(tl);
     tl->worker = NULL;
     return NULL;
 }

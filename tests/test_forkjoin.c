@@ -661,45 +661,182 @@ static void forkjoin_many_spawns_grow_a_small_deque(void **state)
 }
 
 struct current_seen {
-    weft_future *in_spawned;
-    weft_pool *pool_in_spawned;
-    weft_future *in_future;
+    weft_future *in_child, *in_grandchild;
+    weft_pool *pool_in_child;
+    int parent_worker;
+    atomic_int child_worker; /* worker index + 1, once the child ran */
+    weft_future *in_parent_after;
+    bool wait_for_thief;
 };
+
+static void *current_grandchild_task(void *arg)
+{
+    struct current_seen *c = arg;
+    c->in_grandchild = weft_current_future();
+    return NULL;
+}
 
 static void *current_child_task(void *arg)
 {
     struct current_seen *c = arg;
-    c->in_spawned = weft_current_future();
-    c->pool_in_spawned = weft_current_pool();
+    c->in_child = weft_current_future();
+    c->pool_in_child = weft_current_pool();
+    weft_task t;
+    if (weft_spawn(&t, current_grandchild_task, c) != 0)
+        note_error();
+    else
+        weft_join(&t, NULL);
+    atomic_store(&c->child_worker, weft_current_worker() + 1);
     return NULL;
 }
 
 static void *current_parent_task(void *arg)
 {
     struct current_seen *c = arg;
+    c->parent_worker = weft_current_worker();
     weft_task t;
-    c->in_spawned = (weft_future *)0x1;
-    if (weft_spawn(&t, current_child_task, c) != 0)
+    if (weft_spawn(&t, current_child_task, c) != 0) {
         note_error();
-    else
-        weft_join(&t, NULL);
-    c->in_future = weft_current_future(); /* restored after the inline join */
+        return NULL;
+    }
+    /* With an idle second worker, the spawn exposed the child: wait (bounded) for that
+     * worker to steal and run it, so the thief's path is the one tested. */
+    for (int i = 0; c->wait_for_thief && i < 10000 && atomic_load(&c->child_worker) == 0; i++)
+        sleep_ms(1);
+    weft_join(&t, NULL);
+    c->in_parent_after = weft_current_future();
     return NULL;
 }
 
-static void forkjoin_spawned_task_has_no_current_future(void **state)
+/* A spawned task has no future of its own: weft_current_future gives the future of the
+ * submitted task it descends from, whether its join ran it inline or a thief ran it, and
+ * the spawner's own is intact after the join. */
+static void forkjoin_spawned_task_reports_its_spawners_future(void **state)
 {
     (void)state;
-    weft_pool *p = make_pool(2);
-    struct current_seen c;
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        weft_pool *p = make_pool(workers);
+        struct current_seen c;
+        memset(&c, 0, sizeof(c));
+        c.wait_for_thief = workers == 2;
+        weft_future *f = NULL;
+        assert_int_equal(weft_submit(p, current_parent_task, &c, &f), 0);
+        assert_int_equal(weft_future_result(f, WEFT_FOREVER, NULL), 0);
+        assert_ptr_equal(c.in_child, f);
+        assert_ptr_equal(c.in_grandchild, f);
+        assert_ptr_equal(c.pool_in_child, p);
+        assert_ptr_equal(c.in_parent_after, f);
+        if (workers == 2) /* stolen: it ran on the other worker */
+            assert_int_not_equal(atomic_load(&c.child_worker) - 1, c.parent_worker);
+        weft_future_release(f);
+        assert_int_equal(weft_pool_destroy(p), 0);
+    }
+}
+
+struct failed_parent {
+    int child_err[3];
+    void *child_ret[3];
+};
+
+static void *ok_or_fail_task(void *arg)
+{
+    intptr_t code = (intptr_t)arg;
+    if (code != 0)
+        return weft_fail((int)code, "child %d", (int)code);
+    return (void *)0x5;
+}
+
+static void *failed_parent_task(void *arg)
+{
+    struct failed_parent *r = arg;
+    weft_fail(-EIO, "parent failed first");
+    const intptr_t codes[3] = {-EPIPE, 0, -EBADF};
+    weft_task t[3];
+    for (int i = 0; i < 3; i++)
+        if (weft_spawn(&t[i], ok_or_fail_task, (void *)codes[i]) != 0)
+            note_error();
+    for (int i = 2; i >= 0; i--)
+        r->child_ret[i] = weft_join(&t[i], &r->child_err[i]);
+    return (void *)0x1; /* discarded: the task failed */
+}
+
+/* A task that already called weft_fail and then joins children: each join reports its
+ * child's own outcome, and the parent's failure (code and message) survives them. */
+static void forkjoin_join_after_parent_failed_keeps_both_outcomes(void **state)
+{
+    (void)state;
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        weft_pool *p = make_pool(workers);
+        for (int round = 0; round < 20; round++) {
+            struct failed_parent r;
+            memset(&r, 0, sizeof(r));
+            weft_future *f = NULL;
+            assert_int_equal(weft_submit(p, failed_parent_task, &r, &f), 0);
+            assert_int_equal(weft_future_result(f, WEFT_FOREVER, NULL), -EIO);
+            assert_string_equal(weft_future_message(f), "parent failed first");
+            assert_int_equal(r.child_err[0], -EPIPE);
+            assert_null(r.child_ret[0]);
+            assert_int_equal(r.child_err[1], 0);
+            assert_ptr_equal(r.child_ret[1], (void *)0x5);
+            assert_int_equal(r.child_err[2], -EBADF);
+            assert_null(r.child_ret[2]);
+            weft_future_release(f);
+        }
+        assert_int_equal(weft_pool_destroy(p), 0);
+    }
+}
+
+struct cb_spawn {
+    int join_err;
+    void *join_ret;
+    atomic_int done;
+};
+
+/* A done-callback that runs on the worker (the future completes there): it fails outside
+ * any task (nothing to report) and spawns and joins a failing child (reported). */
+static void spawn_in_callback(weft_future *f, void *arg)
+{
+    (void)f;
+    struct cb_spawn *c = arg;
+    weft_fail(-EPERM, "no task to fail here");
+    weft_task t;
+    if (weft_spawn(&t, ok_or_fail_task, (void *)(intptr_t)-ENOSPC) != 0)
+        note_error();
+    else
+        c->join_ret = weft_join(&t, &c->join_err);
+    atomic_store(&c->done, 1);
+}
+
+static void *register_spawning_callback(void *arg)
+{
+    weft_future *self = weft_current_future();
+    if (weft_future_add_done_callback(self, spawn_in_callback, arg) != 0)
+        note_error();
+    return (void *)0x2;
+}
+
+static void forkjoin_failure_outside_tasks_stays_out_of_later_tasks(void **state)
+{
+    (void)state;
+    weft_pool *p = make_pool(1); /* the next task runs on the same worker */
+    struct cb_spawn c;
     memset(&c, 0, sizeof(c));
-    weft_future *f = NULL;
-    assert_int_equal(weft_submit(p, current_parent_task, &c, &f), 0);
-    assert_int_equal(weft_future_result(f, WEFT_FOREVER, NULL), 0);
-    assert_null(c.in_spawned);
-    assert_ptr_equal(c.pool_in_spawned, p);
-    assert_ptr_equal(c.in_future, f);
+    weft_future *f = NULL, *g = NULL;
+    void *v = NULL;
+    assert_int_equal(weft_submit(p, register_spawning_callback, &c, &f), 0);
+    assert_int_equal(weft_future_result(f, WEFT_FOREVER, &v), 0);
+    assert_ptr_equal(v, (void *)0x2);
+    while (atomic_load(&c.done) == 0)
+        sleep_ms(1);
+    assert_int_equal(c.join_err, -ENOSPC);
+    assert_null(c.join_ret);
+    /* The callback's weft_fail belonged to no task: the next one does not inherit it. */
+    assert_int_equal(weft_submit(p, ok_or_fail_task, (void *)0, &g), 0);
+    assert_int_equal(weft_future_result(g, WEFT_FOREVER, &v), 0);
+    assert_ptr_equal(v, (void *)0x5);
+    assert_null(weft_future_message(g));
     weft_future_release(f);
+    weft_future_release(g);
     assert_int_equal(weft_pool_destroy(p), 0);
 }
 
@@ -786,7 +923,9 @@ int main(void)
         FJ_TEST(forkjoin_mixed_spawns_and_nested_futures),
         FJ_TEST(forkjoin_future_wait_runs_waiters_own_spawned_task),
         FJ_TEST(forkjoin_many_spawns_grow_a_small_deque),
-        FJ_TEST(forkjoin_spawned_task_has_no_current_future),
+        FJ_TEST(forkjoin_spawned_task_reports_its_spawners_future),
+        FJ_TEST(forkjoin_join_after_parent_failed_keeps_both_outcomes),
+        FJ_TEST(forkjoin_failure_outside_tasks_stays_out_of_later_tasks),
         FJ_TEST(forkjoin_spawn_after_shutdown_still_runs),
         FJ_TEST(forkjoin_repeated_small_trees),
     };
