@@ -159,11 +159,14 @@ struct weft_pool {
     void *init_arg;
     ck_epoch_t epoch;
 
-    /* Idle/parking, written on idle transitions only. */
+    /* Parking, written only when a worker parks or wakes: every submission reads nsleeping
+     * first, and finds this line in its cache. */
     _Alignas(WEFT_CACHELINE) _Atomic uint32_t sleep_seq; /* futex word of parked workers */
     _Atomic uint32_t nsleeping;                          /* workers parked or about to park */
-    _Atomic uint32_t nsearching;                         /* workers spinning in search of work */
     _Atomic uint32_t waking; /* a wake-up is in flight: don't issue another */
+    /* Written each time a worker starts or stops searching (often, in a busy pool): on a
+     * line of its own, read by submitters only when some worker is parked. */
+    _Alignas(WEFT_CACHELINE) _Atomic uint32_t nsearching; /* workers spinning in search */
 
     /* Life cycle. */
     _Alignas(WEFT_CACHELINE) _Atomic int run_state; /* enum pool_run_state */

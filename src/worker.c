@@ -87,14 +87,19 @@ void weft_notify_(struct weft_pool *p, bool after_sc_push)
          * (sequenced before its fence) precedes our load in S, and we see it. On x86 this
          * saves the fence: the CAS is already a locked instruction, seq_cst loads are
          * plain loads. */
-        if (atomic_load_explicit(&p->nsearching, memory_order_seq_cst) != 0 ||
-            atomic_load_explicit(&p->nsleeping, memory_order_seq_cst) == 0 ||
+        /* nsleeping first: its line changes only when a worker parks or wakes, while
+         * nsearching's changes whenever a worker starts or stops searching; a busy pool
+         * with nobody parked never makes a submitter fetch the latter. The order of the
+         * loads does not matter to the argument above (each one alone justifies
+         * returning). */
+        if (atomic_load_explicit(&p->nsleeping, memory_order_seq_cst) == 0 ||
+            atomic_load_explicit(&p->nsearching, memory_order_seq_cst) != 0 ||
             atomic_load_explicit(&p->waking, memory_order_seq_cst) != 0)
             return;
     } else {
         /* After a push onto our own deque: a hint only (see top). */
-        if (atomic_load_explicit(&p->nsearching, memory_order_relaxed) != 0 ||
-            atomic_load_explicit(&p->nsleeping, memory_order_relaxed) == 0 ||
+        if (atomic_load_explicit(&p->nsleeping, memory_order_relaxed) == 0 ||
+            atomic_load_explicit(&p->nsearching, memory_order_relaxed) != 0 ||
             atomic_load_explicit(&p->waking, memory_order_relaxed) != 0)
             return;
     }
@@ -327,7 +332,11 @@ bool weft_block_(const struct weft_waitable *c, int64_t deadline, int64_t spin_n
         }
         idle++;
         if (w != NULL ? idle < HELP_SPINS : (idle & 31) != 0) {
-            weft_cpu_relax();
+            /* An outside waiter backs off between polls (1, 2, .. 8 pauses): each poll
+             * pulls the future's line to this CPU, and the worker completing it must take
+             * it back (up to ~250 ns per transfer between the vCPUs of a VM). */
+            for (unsigned k = w != NULL ? 1 : (idle < 8 ? idle : 8); k > 0; k--)
+                weft_cpu_relax();
             continue;
         }
         int64_t now = weft_now_ns();
