@@ -75,6 +75,7 @@ int weft_expose_(struct weft_worker *w)
     if (w->pbase == w->ptop)
         return 0;
     struct weft_future *f = *w->pbase;
+    weft_task_init_(f);
     /* The deque's push publishes the task with a release store (and may grow). If it cannot
      * grow, the task simply stays private. */
     if (weft_deque_push_inline(&w->dq, f) != 0)
@@ -103,10 +104,9 @@ WEFT_API int weft_spawn(weft_task *t, weft_fn fn, void *arg)
     if (WEFT_UNLIKELY(t == NULL || fn == NULL))
         return WEFT_EINVAL;
     struct weft_future *f = (struct weft_future *)(void *)t;
-    /* Relaxed stores: the task is private; if it is ever exposed, the deque's release store
-     * publishes these fields to the thief. */
-    atomic_store_explicit(&f->state, ST_TASK | WEFT_PENDING, memory_order_relaxed);
-    atomic_store_explicit(&f->thief, -1, memory_order_relaxed);
+    /* Plain stores: the task is private; if it is ever exposed, the deque's release store
+     * publishes these fields to the thief. The state word is written only then (see
+     * weft_task_init_). */
     f->fn = fn;
     f->arg = arg;
     f->root = weft_tls_.current;
@@ -181,6 +181,7 @@ static __attribute__((noinline)) void *join_slow(struct weft_worker *w, struct w
         /* Spawned after t and not joined yet (joins out of order): ours to run anyway. Its
          * own join will find it done. */
         ctr_inc(&w->ctr.private_runs);
+        weft_task_init_(x);
         weft_run_task_(w, x);
     }
     /* 2. The public deque: t was exposed. Tasks above it there are ours to run too. */

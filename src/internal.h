@@ -282,6 +282,15 @@ static inline void weft_want_expose_(struct weft_worker *v)
         atomic_store_explicit(&v->steal_req, 1, memory_order_relaxed);
 }
 
+/* A spawned task's state word and thief index, written only when the task leaves the
+ * private stack for anything but an inline run (exposed, or run through weft_run_task_):
+ * an inline run reads neither, so weft_spawn does not write them. */
+static inline void weft_task_init_(struct weft_future *f)
+{
+    atomic_store_explicit(&f->state, ST_TASK | WEFT_PENDING, memory_order_relaxed);
+    atomic_store_explicit(&f->thief, -1, memory_order_relaxed);
+}
+
 /* forkjoin.c: moves the oldest private task to the public deque (a thief asked). */
 WEFT_INTERNAL int weft_expose_(struct weft_worker *w); /* returns 0 */
 /* forkjoin.c: allocates the worker's private spawn stack (WEFT_ENOMEM if it cannot). */

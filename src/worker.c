@@ -285,7 +285,9 @@ struct weft_future *weft_find_help_(struct weft_worker *w, _Atomic int32_t *pref
      * they are exposed. Their joins find them done. */
     if (w->ptop > w->pbase) {
         ctr_inc(&w->ctr.private_runs); /* run by the caller through weft_run_task_ */
-        return *--w->ptop;
+        struct weft_future *x = *--w->ptop;
+        weft_task_init_(x);
+        return x;
     }
     struct weft_future *f = weft_deque_take_inline(&w->dq);
     if (f != NULL)
