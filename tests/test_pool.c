@@ -97,7 +97,7 @@ static int thread_names(char names[][16], int max)
         char buf[32] = {0};
         if (fgets(buf, sizeof(buf), fp) != NULL) {
             buf[strcspn(buf, "\n")] = '\0';
-            snprintf(names[n], 16, "%s", buf);
+            snprintf(names[n], 16, "%.15s", buf); /* comm: at most 15 characters */
             n++;
         }
         fclose(fp);
