@@ -124,19 +124,13 @@ WEFT_API int weft_spawn(weft_task *t, weft_fn fn, void *arg)
 }
 
 /* run_inline's slow path: the running task has itself failed already (its failure slot is
- * not clear), so set that failure aside while f runs. */
+ * not clear), so weft_call_ sets that failure aside while f runs. */
 static __attribute__((noinline)) void *run_inline_nested(struct weft_future *f, int *err)
 {
-    struct weft_tls *tl = &weft_tls_;
-    int saved_code = tl->fail_code;
-    char *saved_msg = tl->fail_msg;
-    tl->fail_code = 0;
-    tl->fail_msg = NULL;
-    void *v = f->fn(f->arg);
-    int code = tl->fail_code;
-    free(tl->fail_msg); /* weft_join reports the code only */
-    tl->fail_code = saved_code;
-    tl->fail_msg = saved_msg;
+    int code;
+    char *msg;
+    void *v = weft_call_(weft_tls_.current, f->fn, f->arg, &code, &msg);
+    free(msg); /* weft_join reports the code only */
     if (err != NULL)
         *err = code;
     return code != 0 ? NULL : v;
