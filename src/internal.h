@@ -113,7 +113,7 @@ static inline void ctr_inc(_Atomic uint64_t *c)
 
 #define INBOX_CLOSED ((struct weft_future *)(uintptr_t)1)
 /* A private-stack slot that holds no task (never equal to a task's address). */
-#define PSLOT_NONE ((struct weft_future *)(uintptr_t)1)
+#define PSLOT_NONE  ((struct weft_future *)(uintptr_t)1)
 #define PSTACK_INIT 256 /* initial private-stack slots per worker */
 
 struct weft_worker {
@@ -192,7 +192,7 @@ struct weft_tls {
     struct weft_future *current; /* weft_current_future: NULL outside submitted tasks */
     int fail_code;               /* what weft_fail recorded for the innermost task, or 0 */
     char *fail_msg;              /* its message (heap), or NULL */
-    unsigned submit_rr;          /* outside threads: round-robin inbox choice */
+    unsigned submit_rr;          /* outside threads: index of the inbox they add to */
 };
 extern __thread struct weft_tls weft_tls_ __attribute__((tls_model("initial-exec"))) WEFT_INTERNAL;
 

@@ -215,12 +215,18 @@ WEFT_API int weft_submit(weft_pool *p, weft_fn fn, void *arg, weft_future **out)
         ctr_inc(&w->ctr.task_submits);
         weft_notify_spawn_(p);
     } else {
-        /* From outside: round-robin over the workers' inboxes, per thread, so that
-         * concurrent submitters rarely touch the same inbox. */
+        /* From outside: onto this thread's current inbox (threads start at different
+         * ones), until a worker has taken what it held; then onto the next worker's. A
+         * burst therefore lands as one run of consecutive submissions per inbox, which a
+         * worker's distribute() walks in allocation order (the hardware prefetcher follows
+         * it; alternating inboxes made that walk 3x dearer), and each worker in turn gets
+         * a batch of its own. */
         if (tl->submit_rr == 0)
             tl->submit_rr = (unsigned)(((uintptr_t)tl >> 6) * 2654435761u) | 1u;
-        unsigned i = tl->submit_rr++ % p->n;
-        if (!inbox_push(&p->workers[i], f)) {
+        struct weft_worker *v = &p->workers[tl->submit_rr % p->n];
+        if (atomic_load_explicit(&v->inbox, memory_order_relaxed) == NULL)
+            v = &p->workers[++tl->submit_rr % p->n];
+        if (!inbox_push(v, f)) {
             weft_free(f, sizeof(*f));
             return closed_code(p);
         }

@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -569,6 +570,52 @@ static void pool_idle_workers_park(void **state)
         for (int i = 0; i < 100; i++)
             assert_int_equal(weft_run(p, count_task, &ran, NULL), 0);
         assert_int_equal(atomic_load(&ran), 200);
+        assert_int_equal(weft_pool_destroy(p), 0);
+    }
+}
+
+/* Two outside submissions that can only finish together (each waits for the other to
+ * arrive) need both workers at once: a burst must wake a second worker, whichever inboxes the
+ * submissions went to. A task that waited in vain reports it (bounded wait, no hang). */
+struct rendezvous {
+    atomic_int arrived;
+};
+
+static void *rendezvous_task(void *arg)
+{
+    struct rendezvous *r = arg;
+    atomic_fetch_add(&r->arrived, 1);
+    int64_t deadline = weft_now_ns() + 10 * 1000000000LL;
+    while (atomic_load(&r->arrived) < 2 && weft_now_ns() < deadline)
+        sched_yield();
+    return (void *)(intptr_t)(atomic_load(&r->arrived) >= 2);
+}
+
+static void pool_outside_tasks_that_rendezvous_run_concurrently(void **state)
+{
+    (void)state;
+    const int64_t spins[] = {-1 /* default */, 0 /* park at once */};
+    for (size_t k = 0; k < 2; k++) {
+        weft_pool_options o;
+        weft_pool_options_init(&o);
+        o.num_threads = 2;
+        o.spin_ns = spins[k];
+        weft_pool *p = NULL;
+        assert_int_equal(weft_pool_create(&o, &p), 0);
+        for (int i = 0; i < 300; i++) {
+            struct rendezvous r = {0};
+            weft_future *a = NULL, *b = NULL;
+            assert_int_equal(weft_submit(p, rendezvous_task, &r, &a), 0);
+            assert_int_equal(weft_submit(p, rendezvous_task, &r, &b), 0);
+            void *va = NULL, *vb = NULL;
+            assert_int_equal(weft_future_result(a, WEFT_FOREVER, &va), 0);
+            assert_int_equal(weft_future_result(b, WEFT_FOREVER, &vb), 0);
+            if (va == NULL || vb == NULL)
+                fail_msg("iteration %d (spin %lld): the two tasks did not run at the same time", i,
+                         (long long)spins[k]);
+            weft_future_release(a);
+            weft_future_release(b);
+        }
         assert_int_equal(weft_pool_destroy(p), 0);
     }
 }
@@ -1239,6 +1286,7 @@ int main(void)
         cmocka_unit_test(pool_current_pool_is_null_outside_workers),
         cmocka_unit_test(pool_stats_totals_are_consistent),
         cmocka_unit_test(pool_idle_workers_park),
+        cmocka_unit_test(pool_outside_tasks_that_rendezvous_run_concurrently),
         cmocka_unit_test(pool_stats_null_arguments_rejected),
         cmocka_unit_test(pool_submit_after_shutdown_fails),
         cmocka_unit_test(pool_shutdown_wait_returns_after_queued_work_finished),
