@@ -287,7 +287,10 @@ weft_future *weft_current_future(void);
  * adapt other sources of completion (a callback API, an event loop) to weft's futures.
  * Returns 0, WEFT_EINVAL or WEFT_ENOMEM. */
 int weft_future_create(weft_future **out);
-/* PENDING -> RUNNING. Returns 0, or WEFT_ECANCELED if it was cancelled (then do not run the
+/* The three calls below are for promises only: on a future from weft_submit (which its
+ * task alone completes) they return WEFT_EINVAL and change nothing, as for a NULL f.
+ *
+ * PENDING -> RUNNING. Returns 0, or WEFT_ECANCELED if it was cancelled (then do not run the
  * work), or WEFT_ESTATE if it is not PENDING. */
 int weft_future_set_running(weft_future *f);
 /* PENDING|RUNNING -> FINISHED with `value`. Exactly one completion wins: returns 0, or

@@ -252,10 +252,8 @@ WEFT_API int weft_future_create(weft_future **out)
     return *out != NULL ? 0 : WEFT_ENOMEM;
 }
 
-WEFT_API int weft_future_set_running(weft_future *f)
+int weft_future_start_(struct weft_future *f)
 {
-    if (f == NULL)
-        return WEFT_EINVAL;
     uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
     while ((s & ST_MASK) == WEFT_PENDING) {
         /* Acquire: whatever cancelled-or-not decision we read is ordered before the work.
@@ -265,6 +263,20 @@ WEFT_API int weft_future_set_running(weft_future *f)
             return 0;
     }
     return (s & ST_MASK) == WEFT_CANCELLED ? WEFT_ECANCELED : WEFT_ESTATE;
+}
+
+/* The promise side is for promises: a submitted task's future is completed by its task
+ * alone (and while queued, the pool links it through the field its value would take). */
+static bool is_promise(const struct weft_future *f)
+{
+    return f->pool == NULL;
+}
+
+WEFT_API int weft_future_set_running(weft_future *f)
+{
+    if (f == NULL || !is_promise(f))
+        return WEFT_EINVAL;
+    return weft_future_start_(f);
 }
 
 /* Claims the outcome: PENDING|RUNNING -> COMPLETING. Exactly one claimant wins. */
@@ -285,7 +297,7 @@ static bool claim(struct weft_future *f)
 
 WEFT_API int weft_future_set_value(weft_future *f, void *value)
 {
-    if (f == NULL)
+    if (f == NULL || !is_promise(f))
         return WEFT_EINVAL;
     if (!claim(f))
         return WEFT_ESTATE;
@@ -302,7 +314,7 @@ static int normalise_code(int code)
 
 WEFT_API int weft_future_set_error(weft_future *f, int code, const char *message)
 {
-    if (f == NULL)
+    if (f == NULL || !is_promise(f))
         return WEFT_EINVAL;
     if (!claim(f))
         return WEFT_ESTATE;

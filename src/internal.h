@@ -225,6 +225,8 @@ static inline void *weft_call_(struct weft_future *current, weft_fn fn, void *ar
 WEFT_INTERNAL struct weft_future *weft_future_alloc_(void);
 WEFT_INTERNAL void weft_future_complete_(struct weft_future *f, void *value, int err, char *msg);
 WEFT_INTERNAL bool weft_future_try_cancel_(struct weft_future *f);
+/* PENDING -> RUNNING: 0, WEFT_ECANCELED or WEFT_ESTATE (weft_future_set_running's body). */
+WEFT_INTERNAL int weft_future_start_(struct weft_future *f);
 WEFT_INTERNAL int weft_future_code_(const struct weft_future *f, uint32_t s);
 
 /* A condition a thread can block on: ready() tests it; arm() prepares a futex sleep and

@@ -276,7 +276,7 @@ static void settle_list(struct weft_pool *p, struct weft_future *l, int code)
         } else {
             if (code == WEFT_ECANCELED)
                 weft_future_try_cancel_(l);
-            else if (weft_future_set_running(l) == 0)
+            else if (weft_future_start_(l) == 0)
                 weft_future_complete_(l, NULL, code, NULL);
             weft_future_release(l);
         }

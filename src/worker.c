@@ -247,7 +247,7 @@ void weft_run_task_(struct weft_worker *w, struct weft_future *f)
         }
         if (WEFT_UNLIKELY(atomic_load_explicit(&p->run_state, memory_order_relaxed) ==
                           POOL_BROKEN)) {
-            if (weft_future_set_running(f) == 0)
+            if (weft_future_start_(f) == 0)
                 weft_future_complete_(f, NULL, WEFT_EBROKEN, NULL);
             weft_future_release(f);
             return;

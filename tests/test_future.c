@@ -316,6 +316,45 @@ static void future_pool_cancel_queued_task_never_runs(void **state)
     gate_destroy(&g);
 }
 
+/* The promise side is refused on a submitted task's future, queued or running: the task
+ * alone completes it, and the futures queued behind it still run (a completion written
+ * into a queued future used to overwrite the link that queued it). */
+static void future_promise_calls_on_pool_future_rejected(void **state)
+{
+    (void)state;
+    weft_pool *p = make_pool(1);
+    struct gate g;
+    gate_init(&g, (void *)0x77);
+    weft_future *running = submit_gate(p, &g);
+
+    enum { QUEUED = 8 };
+    atomic_int ran = 0;
+    weft_future *q[QUEUED];
+    for (int i = 0; i < QUEUED; i++)
+        assert_int_equal(weft_submit(p, count_task, &ran, &q[i]), 0);
+    for (int i = 0; i < QUEUED; i++) {
+        assert_int_equal(weft_future_set_value(q[i], (void *)0xbad), WEFT_EINVAL);
+        assert_int_equal(weft_future_set_error(q[i], EIO, "no"), WEFT_EINVAL);
+        assert_int_equal(weft_future_set_running(q[i]), WEFT_EINVAL);
+        assert_int_equal(weft_future_state(q[i]), WEFT_PENDING);
+    }
+    assert_int_equal(weft_future_set_value(running, NULL), WEFT_EINVAL);
+
+    latch_open(g.release);
+    void *v = NULL;
+    assert_int_equal(weft_future_result(running, WEFT_FOREVER, &v), 0);
+    assert_ptr_equal(v, (void *)0x77);
+    for (int i = 0; i < QUEUED; i++) {
+        assert_int_equal(weft_future_result(q[i], WEFT_FOREVER, &v), 0);
+        assert_ptr_equal(v, &ran);
+        weft_future_release(q[i]);
+    }
+    assert_int_equal(atomic_load(&ran), QUEUED);
+    weft_future_release(running);
+    assert_int_equal(weft_pool_destroy(p), 0);
+    gate_destroy(&g);
+}
+
 static void *fail_after_gate_task(void *arg)
 {
     struct gate *g = arg;
@@ -1507,6 +1546,7 @@ int main(void)
         cmocka_unit_test(future_set_error_copies_and_normalises),
         cmocka_unit_test(future_pool_task_goes_pending_running_finished),
         cmocka_unit_test(future_pool_cancel_queued_task_never_runs),
+        cmocka_unit_test(future_promise_calls_on_pool_future_rejected),
         cmocka_unit_test(future_pool_failed_task_refuses_cancel),
         cmocka_unit_test(future_cancel_vs_start_race_exactly_one_wins),
         cmocka_unit_test(future_cancel_vs_set_running_race_exactly_one_wins),
