@@ -184,7 +184,8 @@ typedef struct weft_stats {
     uint64_t spawns;        /* weft_spawn calls, and weft_submit calls made by tasks */
     uint64_t submits;       /* futures submitted from outside threads (counted when a
                                worker takes them from an inbox) */
-    uint64_t steals;        /* tasks taken from another worker's deque */
+    uint64_t steals;        /* successful steals from another worker's deque: one task,
+                               or a run of up to 32 consecutive outside submissions */
     uint64_t failed_steals; /* steal attempts that found nothing or lost a race */
     uint64_t inbox_takes;   /* batches taken from submission inboxes */
     uint64_t parks;         /* times a worker went to sleep on the futex */
@@ -210,6 +211,9 @@ int weft_pool_worker_stats(const weft_pool *pool, unsigned worker, weft_stats *o
  * be running by the time the caller looks). From one of the pool's workers the task goes
  * onto that worker's deque (LIFO for it, stealable by the others); from any other thread it
  * goes through a lock-free per-worker inbox and wakes a parked worker if one is parked.
+ * Outside submissions start roughly in submission order: a worker takes everything waiting
+ * in an inbox at once and starts the oldest first, while idle workers steal runs of up to
+ * 32 of the newest. No order is guaranteed between tasks that run on different workers.
  * Returns 0, WEFT_EINVAL (NULL pool/fn/out), WEFT_ENOMEM, WEFT_ESHUTDOWN or WEFT_EBROKEN; on
  * error *out is NULL and fn never runs. Thread-safe. */
 int weft_submit(weft_pool *pool, weft_fn fn, void *arg, weft_future **out);

@@ -180,7 +180,7 @@ static __attribute__((noinline)) void *join_slow(struct weft_worker *w, struct w
     }
     /* 2. The public deque: t was exposed. Tasks above it there are ours to run too. */
     for (;;) {
-        struct weft_future *x = weft_deque_take_inline(&w->dq);
+        struct weft_future *x = weft_entry_open_(w, weft_deque_take_inline(&w->dq));
         weft_want_expose_(w); /* the deque may be empty now */
         if (x == NULL)
             break; /* stolen */

@@ -293,6 +293,45 @@ static inline void weft_task_init_(struct weft_future *f)
     atomic_store_explicit(&f->thief, -1, memory_order_relaxed);
 }
 
+/* A deque entry is a task, or a chain of outside submissions: futures linked through
+ * `next` (NULL-terminated, oldest first), tagged in bit 0 (a future is 64-byte aligned). An
+ * inbox batch goes onto the deque as chains of up to CHAIN_MAX, so that a thief takes a
+ * run of consecutive submissions in one steal instead of one task per steal. Whoever takes a
+ * chain (owner or thief) runs its first future and pushes the rest back onto its own deque,
+ * as one entry: the rest stays stealable. */
+#define CHAIN_TAG ((uintptr_t)1)
+#ifndef CHAIN_MAX
+#define CHAIN_MAX 32
+#endif
+
+static inline void *weft_chain_entry_(struct weft_future *head)
+{
+    return (void *)((uintptr_t)head | CHAIN_TAG);
+}
+
+/* Runs every future of a chain, in order (a chain that cannot be queued). */
+static inline void weft_run_chain_(struct weft_worker *w, struct weft_future *c)
+{
+    while (c != NULL) {
+        struct weft_future *next = c->next; /* before the run: value shares the field */
+        weft_run_task_(w, c);
+        c = next;
+    }
+}
+
+/* Turns a deque entry taken by w (its own, or stolen) into a task to run now: a chain's
+ * first future, its rest pushed back onto w's deque. NULL stays NULL. */
+static inline struct weft_future *weft_entry_open_(struct weft_worker *w, void *x)
+{
+    if (WEFT_LIKELY(((uintptr_t)x & CHAIN_TAG) == 0))
+        return x;
+    struct weft_future *head = (struct weft_future *)((uintptr_t)x & ~CHAIN_TAG);
+    struct weft_future *rest = head->next;
+    if (rest != NULL && weft_deque_push_inline(&w->dq, weft_chain_entry_(rest)) != 0)
+        weft_run_chain_(w, rest); /* the deque cannot grow: run them now, not lose them */
+    return head;
+}
+
 /* forkjoin.c: moves the oldest private task to the public deque (a thief asked). */
 WEFT_INTERNAL int weft_expose_(struct weft_worker *w); /* returns 0 */
 /* forkjoin.c: allocates the worker's private spawn stack (WEFT_ENOMEM if it cannot). */

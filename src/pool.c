@@ -324,8 +324,9 @@ static void cancel_deques(struct weft_pool *p)
                 ck_backoff_eb(&backoff);
                 continue;
             }
-            struct weft_future *f = x;
-            f->next = NULL;
+            struct weft_future *f = (struct weft_future *)((uintptr_t)x & ~CHAIN_TAG);
+            if (((uintptr_t)x & CHAIN_TAG) == 0)
+                f->next = NULL; /* a lone task; a chain is a NULL-terminated list already */
             settle_list(p, f, WEFT_ECANCELED);
         }
     }

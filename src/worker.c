@@ -116,26 +116,45 @@ void weft_wake_all_(struct weft_pool *p)
  * Finding work
  * ------------------------------------------------------------------------------------- */
 
-/* Takes a detached list (newest first): returns the oldest to run now and pushes the rest
- * onto w's deque, newest first, so that w takes them oldest first and thieves take the
- * newest. */
+/* Queues chain c (oldest first) on w's deque, or runs it if the deque cannot grow. */
+static void push_chain(struct weft_worker *w, struct weft_future *c)
+{
+    if (weft_deque_push_inline(&w->dq, weft_chain_entry_(c)) != 0)
+        weft_run_chain_(w, c);
+}
+
+/* Takes a detached list (newest first) and returns its oldest future, to run now. The rest
+ * goes onto w's deque as chains of up to CHAIN_MAX consecutive submissions, each relinked
+ * oldest first, the newest chain pushed first: w takes them oldest first, thieves take the
+ * newest, CHAIN_MAX futures per steal. Relinking writes each future's line, which its run
+ * writes anyway (the state word). */
 static struct weft_future *distribute(struct weft_worker *w, struct weft_future *l)
 {
-    uint64_t n = 1;
-    while (l->next != NULL) {
+    uint64_t n = 0;
+    unsigned k = 0;
+    struct weft_future *chain = NULL;
+    while (l != NULL) {
         struct weft_future *next = l->next;
-        if (weft_deque_push_inline(&w->dq, l) != 0)
-            weft_run_task_(w, l); /* deque cannot grow: run it now rather than lose it */
+        l->next = chain; /* prepend: the chain ends up oldest first */
+        chain = l;
         l = next;
         n++;
+        if (++k == CHAIN_MAX && l != NULL) {
+            push_chain(w, chain);
+            chain = NULL;
+            k = 0;
+        }
     }
+    /* chain holds the oldest futures: run the first, queue the rest. */
+    if (chain->next != NULL)
+        push_chain(w, chain->next);
     ctr_inc(&w->ctr.inbox_takes);
     atomic_store_explicit(&w->ctr.submits,
                           atomic_load_explicit(&w->ctr.submits, memory_order_relaxed) + n,
                           memory_order_relaxed);
     if (n > 1)
         weft_notify_(w->pool, false); /* more work than one worker: call for help */
-    return l;
+    return chain;
 }
 
 static struct weft_future *inbox_take(struct weft_worker *w, struct weft_worker *v)
@@ -169,7 +188,7 @@ static struct weft_future *steal_from(struct weft_worker *w, struct weft_worker 
         void *x;
         switch (weft_deque_steal(&v->dq, &w->rec, &x)) {
         case WEFT_STEAL_OK: {
-            struct weft_future *f = x;
+            struct weft_future *f = weft_entry_open_(w, x);
             ctr_inc(&w->ctr.steals);
             /* Relaxed: a hint for the joiner's leapfrogging, nothing depends on it. */
             atomic_store_explicit(&f->thief, (int32_t)w->index, memory_order_relaxed);
@@ -190,10 +209,10 @@ static struct weft_future *steal_from(struct weft_worker *w, struct weft_worker 
 
 static struct weft_future *find_local(struct weft_worker *w)
 {
-    struct weft_future *f = weft_deque_take_inline(&w->dq);
-    if (f != NULL) {
+    void *x = weft_deque_take_inline(&w->dq);
+    if (x != NULL) {
         weft_want_expose_(w); /* the deque may be empty now */
-        return f;
+        return weft_entry_open_(w, x);
     }
     return inbox_take(w, w);
 }
@@ -289,7 +308,7 @@ struct weft_future *weft_find_help_(struct weft_worker *w, _Atomic int32_t *pref
         weft_task_init_(x);
         return x;
     }
-    struct weft_future *f = weft_deque_take_inline(&w->dq);
+    struct weft_future *f = weft_entry_open_(w, weft_deque_take_inline(&w->dq));
     if (f != NULL)
         weft_want_expose_(w); /* the deque may be empty now */
     if (f == NULL && prefer != NULL) {

@@ -795,6 +795,49 @@ static void pool_shutdown_cancel_futures_cancels_queued_running_completes(void *
     gate_destroy(&g);
 }
 
+/* A batch of outside submissions that a worker took from its inbox waits on its deque (as
+ * runs of consecutive futures) while the batch's first task blocks: shutdown(cancel_futures)
+ * cancels every one of them, and their callbacks run. */
+static void pool_shutdown_cancel_futures_cancels_batch_taken_by_busy_worker(void **state)
+{
+    (void)state;
+    weft_pool *p = make_pool(1);
+    struct gate a, b;
+    gate_init(&a, NULL);
+    gate_init(&b, (void *)0x44);
+    weft_future *fa = submit_gate(p, &a);
+    /* Queued behind a: b first, then the batch. */
+    weft_future *fb = NULL;
+    assert_int_equal(weft_submit(p, gate_task, &b, &fb), 0);
+    enum { BATCH = 100 };
+    atomic_int ran = 0, cbs = 0;
+    weft_future *queued[BATCH];
+    for (int i = 0; i < BATCH; i++) {
+        assert_int_equal(weft_submit(p, count_task, &ran, &queued[i]), 0);
+        assert_int_equal(weft_future_add_done_callback(queued[i], cnt_cb, &cbs), 0);
+    }
+    /* a returns; the worker takes b and the batch in one go and blocks in b. */
+    latch_open(a.release);
+    assert_int_equal(weft_future_result(fa, WEFT_FOREVER, NULL), 0);
+    latch_wait(b.started);
+    assert_int_equal(weft_pool_shutdown(p, false, true), 0);
+    for (int i = 0; i < BATCH; i++)
+        assert_int_equal(weft_future_result(queued[i], 0, NULL), WEFT_ECANCELED);
+    assert_int_equal(atomic_load(&cbs), BATCH);
+    latch_open(b.release);
+    void *v = NULL;
+    assert_int_equal(weft_future_result(fb, WEFT_FOREVER, &v), 0);
+    assert_ptr_equal(v, (void *)0x44);
+    assert_int_equal(weft_pool_destroy(p), 0);
+    assert_int_equal(atomic_load(&ran), 0);
+    for (int i = 0; i < BATCH; i++)
+        weft_future_release(queued[i]);
+    weft_future_release(fa);
+    weft_future_release(fb);
+    gate_destroy(&a);
+    gate_destroy(&b);
+}
+
 /* The running task submitted children onto its own worker's deque before blocking: they
  * have not started either, so shutdown(cancel_futures) cancels them too (and wakes their
  * waiters) even though the worker is busy and may stay busy for ever. */
@@ -1292,6 +1335,7 @@ int main(void)
         cmocka_unit_test(pool_shutdown_wait_returns_after_queued_work_finished),
         cmocka_unit_test(pool_destroy_waits_for_queued_work_and_keeps_futures),
         cmocka_unit_test(pool_shutdown_cancel_futures_cancels_queued_running_completes),
+        cmocka_unit_test(pool_shutdown_cancel_futures_cancels_batch_taken_by_busy_worker),
         cmocka_unit_test(pool_shutdown_cancel_futures_cancels_children_queued_on_busy_worker),
         cmocka_unit_test(pool_shutdown_wait_and_cancel_cancels_queued_and_waits_for_running),
         cmocka_unit_test(pool_concurrent_shutdowns_all_succeed),
