@@ -213,7 +213,7 @@ WEFT_API int weft_submit(weft_pool *p, weft_fn fn, void *arg, weft_future **out)
             return WEFT_ENOMEM;
         }
         ctr_inc(&w->ctr.task_submits);
-        weft_notify_spawn_(p);
+        weft_notify_published_(p); /* the submitting task may now block on it */
     } else {
         /* From outside: onto this thread's current inbox (threads start at different
          * ones), until a worker has taken what it held; then onto the next worker's. A

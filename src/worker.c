@@ -17,8 +17,16 @@
  * S, so either the parker's re-check sees the push, or the submitter sees the parker
  * counted in nsleeping (and no searcher) and wakes it (argued in detail in weft_notify_); the wake
  * bumps sleep_seq first, so a parker that has not yet entered futex_wait returns from it at once.
- * Pushes by a worker onto its own deque (spawn) skip the fence: a missed wake-up there costs
- * parallelism, never work, because the owner always drains its own deque before it parks.
+ * A worker that moves work onto its own deque which must not wait for its current task to
+ * end (an inbox batch, the rest of a chain it took, a weft_submit from a task) does the same
+ * with a fence after its push (weft_notify_published_): the task it runs next may block on
+ * something weft cannot see, such as a lock or another queued task's progress. Spawns skip
+ * the fence: a missed wake-up there costs parallelism, never work, because a spawned task
+ * is joined by its spawner, which runs it if nobody stole it.
+ *
+ * A worker that finds work in its own park re-check is still counted in nsleeping while it
+ * publishes the rest: weft_notify_ does not count it (w->parking), or a lone parker would
+ * keep trying to wake itself, and not run what it found, until another worker came by.
  *
  * `waking` keeps a burst of submissions from issuing one futex_wake each while the first
  * woken worker is still on its way: a notifier that sees it set relies on that worker,
@@ -53,7 +61,10 @@ static inline uint64_t next_rand(uint64_t *s)
 /* ---------------------------------------------------------------------------------------
  * Wake-ups
  * ------------------------------------------------------------------------------------- */
-static void wake_one(struct weft_pool *p)
+/* self: 1 if the caller is a worker of p counted in nsleeping (it found work in its own
+ * park re-check), else 0. It is no one to wake: without this, a lone parker that found work
+ * would keep waking nobody, seeing only itself counted, and never run that work. */
+static void wake_one(struct weft_pool *p, uint32_t self)
 {
     for (;;) {
         uint32_t z = 0;
@@ -72,13 +83,15 @@ static void wake_one(struct weft_pool *p)
         atomic_store_explicit(&p->waking, 0, memory_order_seq_cst);
         atomic_thread_fence(memory_order_seq_cst);
         if (atomic_load_explicit(&p->nsearching, memory_order_relaxed) != 0 ||
-            atomic_load_explicit(&p->nsleeping, memory_order_relaxed) == 0)
+            atomic_load_explicit(&p->nsleeping, memory_order_relaxed) <= self)
             return;
     }
 }
 
 void weft_notify_(struct weft_pool *p, bool after_sc_push)
 {
+    struct weft_worker *me = weft_tls_.worker;
+    uint32_t self = me != NULL && me->pool == p && me->parking ? 1 : 0;
     if (after_sc_push) {
         /* The submitter's half of the parking protocol (see top), without a fence: the
          * push was a seq_cst CAS and these loads are seq_cst, so both are in the single
@@ -92,18 +105,18 @@ void weft_notify_(struct weft_pool *p, bool after_sc_push)
          * with nobody parked never makes a submitter fetch the latter. The order of the
          * loads does not matter to the argument above (each one alone justifies
          * returning). */
-        if (atomic_load_explicit(&p->nsleeping, memory_order_seq_cst) == 0 ||
+        if (atomic_load_explicit(&p->nsleeping, memory_order_seq_cst) <= self ||
             atomic_load_explicit(&p->nsearching, memory_order_seq_cst) != 0 ||
             atomic_load_explicit(&p->waking, memory_order_seq_cst) != 0)
             return;
     } else {
         /* After a push onto our own deque: a hint only (see top). */
-        if (atomic_load_explicit(&p->nsleeping, memory_order_relaxed) == 0 ||
+        if (atomic_load_explicit(&p->nsleeping, memory_order_relaxed) <= self ||
             atomic_load_explicit(&p->nsearching, memory_order_relaxed) != 0 ||
             atomic_load_explicit(&p->waking, memory_order_relaxed) != 0)
             return;
     }
-    wake_one(p);
+    wake_one(p, self);
 }
 
 void weft_wake_all_(struct weft_pool *p)
@@ -153,7 +166,7 @@ static struct weft_future *distribute(struct weft_worker *w, struct weft_future 
                           atomic_load_explicit(&w->ctr.submits, memory_order_relaxed) + n,
                           memory_order_relaxed);
     if (n > 1)
-        weft_notify_(w->pool, false); /* more work than one worker: call for help */
+        weft_notify_published_(w->pool); /* more work than one worker: call for help */
     return chain;
 }
 
@@ -454,7 +467,9 @@ static struct weft_future *search(struct weft_worker *w)
         /* Seq_cst fence: the parker's half of the protocol; orders the count above before
          * the re-check below. */
         atomic_thread_fence(memory_order_seq_cst);
+        w->parking = true; /* counted in nsleeping: weft_notify_ must not count us */
         struct weft_future *f = find_any(w);
+        w->parking = false;
         if (f == NULL &&
             atomic_load_explicit(&p->run_state, memory_order_acquire) != POOL_RUNNING) {
             atomic_fetch_sub_explicit(&p->nsleeping, 1, memory_order_seq_cst);

@@ -574,11 +574,15 @@ static void pool_idle_workers_park(void **state)
     }
 }
 
-/* Two outside submissions that can only finish together (each waits for the other to
- * arrive) need both workers at once: a burst must wake a second worker, whichever inboxes the
- * submissions went to. A task that waited in vain reports it (bounded wait, no hang). */
+/* Tasks that can only finish together (each waits for the other to arrive, by spinning:
+ * weft cannot see the dependency) need two workers at once, and two idle workers must both
+ * get them: whichever inboxes the submissions went to, whether a worker took them in one
+ * batch, and whether one was submitted by the other from inside the pool. A task that
+ * waited in vain reports it (bounded wait, no hang). */
 struct rendezvous {
     atomic_int arrived;
+    weft_pool *p;
+    weft_future *child; /* inner mode: submitted by the first task */
 };
 
 static void *rendezvous_task(void *arg)
@@ -591,9 +595,18 @@ static void *rendezvous_task(void *arg)
     return (void *)(intptr_t)(atomic_load(&r->arrived) >= 2);
 }
 
-static void pool_outside_tasks_that_rendezvous_run_concurrently(void **state)
+static void *rendezvous_parent_task(void *arg)
 {
-    (void)state;
+    struct rendezvous *r = arg;
+    if (weft_submit(r->p, rendezvous_task, r, &r->child) != 0)
+        return NULL;
+    return rendezvous_task(r);
+}
+
+enum rendezvous_mode { RDV_PAIR, RDV_AFTER_QUICK, RDV_INNER };
+
+static void check_rendezvous(enum rendezvous_mode mode)
+{
     const int64_t spins[] = {-1 /* default */, 0 /* park at once */};
     for (size_t k = 0; k < 2; k++) {
         weft_pool_options o;
@@ -603,21 +616,51 @@ static void pool_outside_tasks_that_rendezvous_run_concurrently(void **state)
         weft_pool *p = NULL;
         assert_int_equal(weft_pool_create(&o, &p), 0);
         for (int i = 0; i < 300; i++) {
-            struct rendezvous r = {0};
-            weft_future *a = NULL, *b = NULL;
-            assert_int_equal(weft_submit(p, rendezvous_task, &r, &a), 0);
-            assert_int_equal(weft_submit(p, rendezvous_task, &r, &b), 0);
+            struct rendezvous r = {.p = p};
+            weft_future *q = NULL, *a = NULL, *b = NULL;
+            if (mode == RDV_AFTER_QUICK) /* the pair behind it in the same batch */
+                assert_int_equal(weft_submit(p, ident_task, NULL, &q), 0);
+            if (mode == RDV_INNER) {
+                assert_int_equal(weft_submit(p, rendezvous_parent_task, &r, &a), 0);
+            } else {
+                assert_int_equal(weft_submit(p, rendezvous_task, &r, &a), 0);
+                assert_int_equal(weft_submit(p, rendezvous_task, &r, &b), 0);
+            }
             void *va = NULL, *vb = NULL;
             assert_int_equal(weft_future_result(a, WEFT_FOREVER, &va), 0);
+            if (mode == RDV_INNER) {
+                assert_non_null(r.child);
+                b = r.child;
+            }
             assert_int_equal(weft_future_result(b, WEFT_FOREVER, &vb), 0);
             if (va == NULL || vb == NULL)
-                fail_msg("iteration %d (spin %lld): the two tasks did not run at the same time", i,
-                         (long long)spins[k]);
+                fail_msg("mode %d, iteration %d (spin %lld): the two tasks did not run at the "
+                         "same time",
+                         (int)mode, i, (long long)spins[k]);
+            weft_future_release(q);
             weft_future_release(a);
             weft_future_release(b);
         }
         assert_int_equal(weft_pool_destroy(p), 0);
     }
+}
+
+static void pool_outside_tasks_that_rendezvous_run_concurrently(void **state)
+{
+    (void)state;
+    check_rendezvous(RDV_PAIR);
+}
+
+static void pool_rendezvous_pair_behind_a_quick_task_runs_concurrently(void **state)
+{
+    (void)state;
+    check_rendezvous(RDV_AFTER_QUICK);
+}
+
+static void pool_task_and_the_task_it_submits_rendezvous(void **state)
+{
+    (void)state;
+    check_rendezvous(RDV_INNER);
 }
 
 static void pool_stats_null_arguments_rejected(void **state)
@@ -1330,6 +1373,8 @@ int main(void)
         cmocka_unit_test(pool_stats_totals_are_consistent),
         cmocka_unit_test(pool_idle_workers_park),
         cmocka_unit_test(pool_outside_tasks_that_rendezvous_run_concurrently),
+        cmocka_unit_test(pool_rendezvous_pair_behind_a_quick_task_runs_concurrently),
+        cmocka_unit_test(pool_task_and_the_task_it_submits_rendezvous),
         cmocka_unit_test(pool_stats_null_arguments_rejected),
         cmocka_unit_test(pool_submit_after_shutdown_fails),
         cmocka_unit_test(pool_shutdown_wait_returns_after_queued_work_finished),
