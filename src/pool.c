@@ -168,13 +168,14 @@ static int closed_code(struct weft_pool *p)
                : WEFT_ESHUTDOWN;
 }
 
-/* Pushes f onto worker w's inbox. Returns false if the inbox is closed (shutdown). */
-static bool inbox_push(struct weft_worker *w, struct weft_future *f)
+/* Pushes f onto worker w's inbox. Returns -1 if the inbox is closed (shutdown), 1 if f is
+ * the first of a new batch (the inbox was empty), 0 if it joined a batch not yet taken. */
+static int inbox_push(struct weft_worker *w, struct weft_future *f)
 {
     struct weft_future *h = atomic_load_explicit(&w->inbox, memory_order_relaxed);
     do {
         if (h == INBOX_CLOSED)
-            return false;
+            return -1;
         f->next = h;
         /* Seq_cst (a release at least): publishes f (its task, argument, and whatever the
          * submitter wrote before submitting) to the worker that takes the list with an
@@ -184,7 +185,7 @@ static bool inbox_push(struct weft_worker *w, struct weft_future *f)
          * where a CAS is a locked instruction anyway. */
     } while (!atomic_compare_exchange_weak_explicit(&w->inbox, &h, f, memory_order_seq_cst,
                                                     memory_order_relaxed));
-    return true;
+    return h == NULL;
 }
 
 WEFT_API int weft_submit(weft_pool *p, weft_fn fn, void *arg, weft_future **out)
@@ -226,13 +227,20 @@ WEFT_API int weft_submit(weft_pool *p, weft_fn fn, void *arg, weft_future **out)
         struct weft_worker *v = &p->workers[tl->submit_rr % p->n];
         if (atomic_load_explicit(&v->inbox, memory_order_relaxed) == NULL)
             v = &p->workers[++tl->submit_rr % p->n];
-        if (!inbox_push(v, f)) {
+        int first = inbox_push(v, f);
+        if (first < 0) {
             weft_free(f, sizeof(*f));
             return closed_code(p);
         }
         /* An outside submitter must never leave work with every worker asleep: the full
-         * protocol (see weft_notify_). */
-        weft_notify_(p, true);
+         * protocol (see weft_notify_), run by the first submission of each batch. A later
+         * one joined a list that no worker has taken yet, after the first one's notify: the
+         * worker that notify relied on (woken, searching, or re-checking before it parks)
+         * takes the whole list, ours included, and calls for help if it holds more than one
+         * task. So the rest skip the loads of the pool's parking counters, lines that every
+         * parking or searching worker writes. */
+        if (first)
+            weft_notify_(p, true);
     }
     *out = f;
     return 0;
