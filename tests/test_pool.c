@@ -43,6 +43,9 @@ static weft_pool *make_pool(unsigned n)
     return make_pool_named(n, "tpool");
 }
 
+/* Idle workers spin for spin_ns before they park (-1: the default, 0: park at once). */
+static const int64_t spin_settings[] = {-1, 0};
+
 static int count_threads(void);
 
 /* The thread count with no pool alive, once the runtime's lazily started threads (a
@@ -549,14 +552,8 @@ static void pool_stats_totals_are_consistent(void **state)
 static void pool_idle_workers_park(void **state)
 {
     (void)state;
-    const int64_t spins[] = {-1 /* default */, 0 /* park at once */};
     for (size_t k = 0; k < 2; k++) {
-        weft_pool_options o;
-        weft_pool_options_init(&o);
-        o.num_threads = 2;
-        o.spin_ns = spins[k];
-        weft_pool *p = NULL;
-        assert_int_equal(weft_pool_create(&o, &p), 0);
+        weft_pool *p = make_pool_with(2, NULL, spin_settings[k]);
         atomic_int ran = 0;
         for (int i = 0; i < 100; i++)
             assert_int_equal(weft_run(p, count_task, &ran, NULL), 0);
@@ -607,14 +604,8 @@ enum rendezvous_mode { RDV_PAIR, RDV_AFTER_QUICK, RDV_INNER };
 
 static void check_rendezvous(enum rendezvous_mode mode)
 {
-    const int64_t spins[] = {-1 /* default */, 0 /* park at once */};
     for (size_t k = 0; k < 2; k++) {
-        weft_pool_options o;
-        weft_pool_options_init(&o);
-        o.num_threads = 2;
-        o.spin_ns = spins[k];
-        weft_pool *p = NULL;
-        assert_int_equal(weft_pool_create(&o, &p), 0);
+        weft_pool *p = make_pool_with(2, NULL, spin_settings[k]);
         for (int i = 0; i < 300; i++) {
             struct rendezvous r = {.p = p};
             weft_future *q = NULL, *a = NULL, *b = NULL;
@@ -636,7 +627,7 @@ static void check_rendezvous(enum rendezvous_mode mode)
             if (va == NULL || vb == NULL)
                 fail_msg("mode %d, iteration %d (spin %lld): the two tasks did not run at the "
                          "same time",
-                         (int)mode, i, (long long)spins[k]);
+                         (int)mode, i, (long long)spin_settings[k]);
             weft_future_release(q);
             weft_future_release(a);
             weft_future_release(b);

@@ -91,17 +91,26 @@ static inline void sleep_ms(long ms)
     }
 }
 
-/* A pool of n workers whose threads are named after `name`; asserts that creation worked. */
-static inline weft_pool *make_pool_named(unsigned n, const char *name)
+/* A pool of n workers whose threads are named after `name` (NULL: the default) and whose
+ * idle workers spin for spin_ns before they park (-1: the default); asserts that creation
+ * worked. */
+static inline weft_pool *make_pool_with(unsigned n, const char *name, int64_t spin_ns)
 {
     weft_pool_options o;
     weft_pool_options_init(&o);
     o.num_threads = n;
-    o.name = name;
+    if (name != NULL)
+        o.name = name;
+    o.spin_ns = spin_ns;
     weft_pool *p = NULL;
     assert_int_equal(weft_pool_create(&o, &p), 0);
     assert_non_null(p);
     return p;
+}
+
+static inline weft_pool *make_pool_named(unsigned n, const char *name)
+{
+    return make_pool_with(n, name, -1);
 }
 
 /* A promise (a future no task completes), PENDING until the test completes it. */
