@@ -602,10 +602,10 @@ static void *rendezvous_parent_task(void *arg)
 
 enum rendezvous_mode { RDV_PAIR, RDV_AFTER_QUICK, RDV_INNER };
 
-static void check_rendezvous(enum rendezvous_mode mode)
+static void check_rendezvous(enum rendezvous_mode mode, unsigned workers)
 {
     for (size_t k = 0; k < 2; k++) {
-        weft_pool *p = make_pool_with(2, NULL, spin_settings[k]);
+        weft_pool *p = make_pool_with(workers, NULL, spin_settings[k]);
         for (int i = 0; i < 300; i++) {
             struct rendezvous r = {.p = p};
             weft_future *q = NULL, *a = NULL, *b = NULL;
@@ -639,19 +639,29 @@ static void check_rendezvous(enum rendezvous_mode mode)
 static void pool_outside_tasks_that_rendezvous_run_concurrently(void **state)
 {
     (void)state;
-    check_rendezvous(RDV_PAIR);
+    check_rendezvous(RDV_PAIR, 2);
 }
 
 static void pool_rendezvous_pair_behind_a_quick_task_runs_concurrently(void **state)
 {
     (void)state;
-    check_rendezvous(RDV_AFTER_QUICK);
+    check_rendezvous(RDV_AFTER_QUICK, 2);
 }
 
 static void pool_task_and_the_task_it_submits_rendezvous(void **state)
 {
     (void)state;
-    check_rendezvous(RDV_INNER);
+    check_rendezvous(RDV_INNER, 2);
+}
+
+/* From four workers up, idle workers beyond half the awake ones park without spinning: the
+ * pairs must still find two workers. */
+static void pool_rendezvous_in_a_pool_of_six(void **state)
+{
+    (void)state;
+    check_rendezvous(RDV_PAIR, 6);
+    check_rendezvous(RDV_AFTER_QUICK, 6);
+    check_rendezvous(RDV_INNER, 6);
 }
 
 static void pool_stats_null_arguments_rejected(void **state)
@@ -1366,6 +1376,7 @@ int main(void)
         cmocka_unit_test(pool_outside_tasks_that_rendezvous_run_concurrently),
         cmocka_unit_test(pool_rendezvous_pair_behind_a_quick_task_runs_concurrently),
         cmocka_unit_test(pool_task_and_the_task_it_submits_rendezvous),
+        cmocka_unit_test(pool_rendezvous_in_a_pool_of_six),
         cmocka_unit_test(pool_stats_null_arguments_rejected),
         cmocka_unit_test(pool_submit_after_shutdown_fails),
         cmocka_unit_test(pool_shutdown_wait_returns_after_queued_work_finished),
