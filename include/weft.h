@@ -115,8 +115,9 @@ typedef struct weft_pool_options {
     /* enum weft_bind; WEFT_BIND_DEFAULT = from the environment. */
     int bind;
     /* How long an idle worker looks for work before parking on a futex, in nanoseconds;
-     * -1 = WEFT_SPIN, else 50 µs. 0 parks at once. (Threads that wait outside any worker
-     * spin a fixed 20 µs before they sleep.) */
+     * -1 = WEFT_SPIN, else 50 µs. 0 parks at once. In a pool of four or more workers, only
+     * while fewer than half the awake workers are already looking; the others park at once.
+     * (Threads that wait outside any worker spin a fixed 20 µs before they sleep.) */
     int64_t spin_ns;
     /* Initial capacity of each worker's deque (rounded up to a power of two, it grows on
      * demand); 0 = WEFT_DEQUE_SIZE, else 1024. */
