@@ -193,7 +193,7 @@ struct weft_tls {
     struct weft_future *current; /* weft_current_future: NULL outside submitted tasks */
     int fail_code;               /* what weft_fail recorded for the innermost task, or 0 */
     char *fail_msg;              /* its message (heap), or NULL */
-    unsigned submit_rr;          /* outside threads: index of the inbox they add to */
+    unsigned submit_inbox;       /* outside threads: index of the inbox they add to */
 };
 extern __thread struct weft_tls weft_tls_ __attribute__((tls_model("initial-exec"))) WEFT_INTERNAL;
 
@@ -313,32 +313,40 @@ static inline void weft_task_init_(struct weft_future *f)
  * chain (owner or thief) runs its first future and pushes the rest back onto its own deque,
  * as one entry: the rest stays stealable. */
 #define CHAIN_TAG ((uintptr_t)1)
-#ifndef CHAIN_MAX
 #define CHAIN_MAX 32
-#endif
 
-static inline void *weft_chain_entry_(struct weft_future *head)
+static inline bool weft_entry_is_chain_(void *x)
 {
-    return (void *)((uintptr_t)head | CHAIN_TAG);
+    return ((uintptr_t)x & CHAIN_TAG) != 0;
 }
 
-/* Runs every future of a chain, in order (a chain that cannot be queued). */
-static inline void weft_run_chain_(struct weft_worker *w, struct weft_future *c)
+/* The task of an entry, or the first future of its chain. */
+static inline struct weft_future *weft_entry_head_(void *x)
 {
+    return (struct weft_future *)((uintptr_t)x & ~CHAIN_TAG);
+}
+
+/* Queues chain c (oldest first) on w's deque as one entry. Returns false, having run every
+ * future of the chain in order, if the deque could not grow: run now rather than lost. */
+static inline bool weft_push_chain_(struct weft_worker *w, struct weft_future *c)
+{
+    if (weft_deque_push_inline(&w->dq, (void *)((uintptr_t)c | CHAIN_TAG)) == 0)
+        return true;
     while (c != NULL) {
         struct weft_future *next = c->next; /* before the run: value shares the field */
         weft_run_task_(w, c);
         c = next;
     }
+    return false;
 }
 
 /* Turns a deque entry taken by w (its own, or stolen) into a task to run now: a chain's
  * first future, its rest pushed back onto w's deque. NULL stays NULL. */
 static inline struct weft_future *weft_entry_open_(struct weft_worker *w, void *x)
 {
-    if (WEFT_LIKELY(((uintptr_t)x & CHAIN_TAG) == 0))
+    if (WEFT_LIKELY(!weft_entry_is_chain_(x)))
         return x;
-    struct weft_future *head = (struct weft_future *)((uintptr_t)x & ~CHAIN_TAG);
+    struct weft_future *head = weft_entry_head_(x);
     struct weft_future *rest = head->next;
     if (rest != NULL) {
         /* Taking the chain may have left the deque empty for a moment, long enough for an
@@ -350,9 +358,7 @@ static inline struct weft_future *weft_entry_open_(struct weft_worker *w, void *
          * step; a fence on every chain step would, at a cost measured at 7 ns per task in the
          * two-worker fan-out, so it is taken only when the deque was seen empty. */
         bool was_empty = weft_deque_size(&w->dq) == 0;
-        if (weft_deque_push_inline(&w->dq, weft_chain_entry_(rest)) != 0)
-            weft_run_chain_(w, rest); /* the deque cannot grow: run them now, not lose them */
-        else if (was_empty)
+        if (weft_push_chain_(w, rest) && was_empty)
             weft_notify_published_(w->pool);
     }
     return head;

@@ -222,11 +222,11 @@ WEFT_API int weft_submit(weft_pool *p, weft_fn fn, void *arg, weft_future **out)
          * worker's distribute() walks in allocation order (the hardware prefetcher follows
          * it; alternating inboxes made that walk 3x dearer), and each worker in turn gets
          * a batch of its own. */
-        if (tl->submit_rr == 0)
-            tl->submit_rr = (unsigned)(((uintptr_t)tl >> 6) * 2654435761u) | 1u;
-        struct weft_worker *v = &p->workers[tl->submit_rr % p->n];
+        if (tl->submit_inbox == 0)
+            tl->submit_inbox = (unsigned)(((uintptr_t)tl >> 6) * 2654435761u) | 1u;
+        struct weft_worker *v = &p->workers[tl->submit_inbox % p->n];
         if (atomic_load_explicit(&v->inbox, memory_order_relaxed) == NULL)
-            v = &p->workers[++tl->submit_rr % p->n];
+            v = &p->workers[++tl->submit_inbox % p->n];
         int first = inbox_push(v, f);
         if (first < 0) {
             weft_free(f, sizeof(*f));
@@ -332,8 +332,8 @@ static void cancel_deques(struct weft_pool *p)
                 ck_backoff_eb(&backoff);
                 continue;
             }
-            struct weft_future *f = (struct weft_future *)((uintptr_t)x & ~CHAIN_TAG);
-            if (((uintptr_t)x & CHAIN_TAG) == 0)
+            struct weft_future *f = weft_entry_head_(x);
+            if (!weft_entry_is_chain_(x))
                 f->next = NULL; /* a lone task; a chain is a NULL-terminated list already */
             settle_list(p, f, WEFT_ECANCELED);
         }

@@ -90,8 +90,7 @@ static void wake_one(struct weft_pool *p, uint32_t self)
 
 void weft_notify_(struct weft_pool *p, bool after_sc_push)
 {
-    struct weft_worker *me = weft_tls_.worker;
-    uint32_t self = me != NULL && me->pool == p && me->parking ? 1 : 0;
+    uint32_t sleeping;
     if (after_sc_push) {
         /* The submitter's half of the parking protocol (see top), without a fence: the
          * push was a seq_cst CAS and these loads are seq_cst, so both are in the single
@@ -105,18 +104,22 @@ void weft_notify_(struct weft_pool *p, bool after_sc_push)
          * with nobody parked never makes a submitter fetch the latter. The order of the
          * loads does not matter to the argument above (each one alone justifies
          * returning). */
-        if (atomic_load_explicit(&p->nsleeping, memory_order_seq_cst) <= self ||
+        if ((sleeping = atomic_load_explicit(&p->nsleeping, memory_order_seq_cst)) == 0 ||
             atomic_load_explicit(&p->nsearching, memory_order_seq_cst) != 0 ||
             atomic_load_explicit(&p->waking, memory_order_seq_cst) != 0)
             return;
     } else {
         /* After a push onto our own deque: a hint only (see top). */
-        if (atomic_load_explicit(&p->nsleeping, memory_order_relaxed) <= self ||
+        if ((sleeping = atomic_load_explicit(&p->nsleeping, memory_order_relaxed)) == 0 ||
             atomic_load_explicit(&p->nsearching, memory_order_relaxed) != 0 ||
             atomic_load_explicit(&p->waking, memory_order_relaxed) != 0)
             return;
     }
-    wake_one(p, self);
+    /* Only now, with somebody counted asleep, ask whether that is the caller itself. */
+    struct weft_worker *me = weft_tls_.worker;
+    uint32_t self = me != NULL && me->pool == p && me->parking ? 1 : 0;
+    if (sleeping > self)
+        wake_one(p, self);
 }
 
 void weft_wake_all_(struct weft_pool *p)
@@ -128,13 +131,6 @@ void weft_wake_all_(struct weft_pool *p)
 /* ---------------------------------------------------------------------------------------
  * Finding work
  * ------------------------------------------------------------------------------------- */
-
-/* Queues chain c (oldest first) on w's deque, or runs it if the deque cannot grow. */
-static void push_chain(struct weft_worker *w, struct weft_future *c)
-{
-    if (weft_deque_push_inline(&w->dq, weft_chain_entry_(c)) != 0)
-        weft_run_chain_(w, c);
-}
 
 /* Takes a detached list (newest first) and returns its oldest future, to run now. The rest
  * goes onto w's deque as chains of up to CHAIN_MAX consecutive submissions, each relinked
@@ -153,14 +149,14 @@ static struct weft_future *distribute(struct weft_worker *w, struct weft_future 
         l = next;
         n++;
         if (++k == CHAIN_MAX && l != NULL) {
-            push_chain(w, chain);
+            weft_push_chain_(w, chain);
             chain = NULL;
             k = 0;
         }
     }
     /* chain holds the oldest futures: run the first, queue the rest. */
     if (chain->next != NULL)
-        push_chain(w, chain->next);
+        weft_push_chain_(w, chain->next);
     ctr_inc(&w->ctr.inbox_takes);
     atomic_store_explicit(&w->ctr.submits,
                           atomic_load_explicit(&w->ctr.submits, memory_order_relaxed) + n,
